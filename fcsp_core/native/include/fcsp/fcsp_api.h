@@ -1,0 +1,136 @@
+/* The public C API of libfcsp.so: what the Python region manager (cffi, ABI mode), the SPANK plugin and tools use.
+ *
+ * The part between FCSP_CDEF_BEGIN and FCSP_CDEF_END is read verbatim by fcsp_core/region.py as cffi's cdef, so it
+ * must stay in the C subset cffi parses: plain integer #defines, structs, prototypes; no includes, no attributes.
+ */
+#ifndef FCSP_API_H
+#define FCSP_API_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "fcsp/limits.h"
+
+#if defined(FCSP_BUILDING_LIB)
+#define FCSP_API __attribute__((visibility("default")))
+#else
+#define FCSP_API
+#endif
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* FCSP_CDEF_BEGIN */
+#define FCSP_OK 0
+#define FCSP_EINVAL -1   /* bad argument or value */
+#define FCSP_ENOENT -2   /* no such region, policy file or tenant */
+#define FCSP_ESTALE -3   /* region/policy file of another magic, version or size: refused, not trusted */
+#define FCSP_EFULL -4    /* no free slot */
+#define FCSP_EPERM -5    /* permission or ownership refused */
+#define FCSP_EIO -6      /* a system call failed */
+#define FCSP_EBUSY -7    /* in use (e.g. removing a tenant that still has processes) */
+
+struct fcsp_gpu_info {
+    int32_t index;
+    uint32_t sm_count;
+    uint64_t total_bytes;
+    uint64_t used_bytes; /* sum over tenants */
+    char uuid[48];
+};
+
+struct fcsp_tenant_gpu_info {
+    uint64_t used_bytes;
+    uint64_t limit_bytes; /* 0 = no cap */
+    uint64_t peak_bytes;
+    uint64_t refused_total;
+    uint32_t sm_limit_pct; /* 0 = no cap */
+    uint32_t reserved;
+};
+
+struct fcsp_tenant_info {
+    int32_t index;
+    uint32_t uid;
+    uint32_t flags;
+    uint32_t nprocs;
+    uint64_t created_ns;
+    char name[64];
+    struct fcsp_tenant_gpu_info gpu[16];
+};
+
+struct fcsp_proc_info {
+    int32_t index;
+    int32_t pid;
+    uint32_t tenant;
+    uint32_t state;
+    uint32_t in_op;
+    uint32_t reserved;
+    uint64_t start_time;
+    uint64_t heartbeat_ms;
+    uint64_t used_bytes[16];
+};
+
+struct fcsp_snapshot {
+    uint64_t topology_seq;
+    uint64_t now_ms; /* CLOCK_MONOTONIC ms when taken, comparable with heartbeat_ms */
+    uint32_t ngpus;
+    uint32_t ntenants;
+    uint32_t nprocs;
+    uint32_t reserved;
+    struct fcsp_gpu_info gpus[16];
+    struct fcsp_tenant_info tenants[256];
+    struct fcsp_proc_info procs[1024];
+};
+
+struct fcsp_policy_gpu_in {
+    char uuid[48];
+    uint64_t mem_limit_bytes;
+    uint32_t sm_limit_pct;
+    uint32_t reserved;
+};
+
+struct fcsp_policy_in {
+    char tenant[64];
+    int64_t uid; /* -1 = any uid */
+    uint64_t mem_limit_bytes;
+    uint32_t sm_limit_pct;
+    uint32_t ngpus;
+    struct fcsp_policy_gpu_in gpu[16];
+};
+
+typedef struct fcsp_region_handle fcsp_region_handle;
+
+const char *fcsp_version(void);
+
+/* Directory that holds the region and policy files: $FCSP_REGION_DIR, else /run/fcsp for root or when it exists,
+ * else $XDG_RUNTIME_DIR/fcsp. Returns FCSP_ENOENT (and a message in err) when none applies. */
+int fcsp_region_dir_default(char *buf, size_t len, char *err, size_t errlen);
+
+/* Open (create != 0: create if missing) the region in dir. */
+int fcsp_region_open(const char *dir, int create, fcsp_region_handle **out, char *err, size_t errlen);
+void fcsp_region_close(fcsp_region_handle *h);
+const char *fcsp_region_file(const fcsp_region_handle *h);
+/* A consistent copy: retried until no GPU, tenant or process changed state during the copy. */
+int fcsp_region_snapshot(fcsp_region_handle *h, struct fcsp_snapshot *out);
+/* Remove a tenant that has no attached process. FCSP_EBUSY if it still has some, FCSP_ENOENT if absent. */
+int fcsp_region_tenant_remove(fcsp_region_handle *h, const char *tenant);
+
+/* Policy table (only the manager, i.e. the directory's owner, may write it). */
+int fcsp_policy_put(const char *dir, const struct fcsp_policy_in *in, char *err, size_t errlen);
+int fcsp_policy_remove(const char *dir, const char *tenant, char *err, size_t errlen);
+/* Copies up to max entries; returns how many, or a negative FCSP_E*. */
+int fcsp_policy_list(const char *dir, struct fcsp_policy_in *out, int max, char *err, size_t errlen);
+
+/* Parsers shared by the interposer, the SPANK plugin and Python (one grammar everywhere).
+ * Memory limit: bytes ("8589934592"), a size with a binary unit ("8G", "8192M", "1.5GiB", "512k"), or a percentage
+ * of the GPU ("50%"). Exactly one of *bytes / *percent is set non-zero. */
+int fcsp_parse_mem_limit(const char *text, uint64_t *bytes, double *percent, char *err, size_t errlen);
+/* SM limit: an integer percentage 1..100, optionally followed by '%'. */
+int fcsp_parse_sm_limit(const char *text, uint32_t *pct, char *err, size_t errlen);
+/* FCSP_CDEF_END */
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* FCSP_API_H */
