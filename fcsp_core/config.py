@@ -1,0 +1,327 @@
+"""Config models for what the CLI and the node daemon parse, and the reader of the FCSP_* environment.
+
+Values are parsed once, at the edge, into models whose field names carry their units (mem_limit_bytes,
+sm_limit_pct). Memory and SM limits are parsed by libfcsp's own parsers (one grammar for C and Python).
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Annotated, Literal, cast
+
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_validator
+
+from fcsp_core import _native
+
+MAX_GPUS = 16  # FCSP_MAX_GPUS
+NAME_LEN = 64  # FCSP_NAME_LEN, with the NUL
+UUID_LEN = 48  # FCSP_UUID_LEN, with the NUL
+SIM_MAX_GPUS = 8  # the simulated driver's limits (sim/sim_config.h)
+SIM_MAX_SMS = 1024
+
+MEM_LIMIT_ACCEPTS = (
+    "bytes (8589934592), a binary unit (8G, 8192M, 1.5GiB, 512K) or a percentage of the GPU (50%)"
+)
+SIZE_ACCEPTS = "use bytes (8589934592) or a binary unit (8G, 8192M, 1.5GiB, 512K)"
+SM_LIMIT_ACCEPTS = "a whole percentage from 1 to 100 (40 or 40%)"
+TENANT_ACCEPTS = (
+    f"1 to {NAME_LEN - 1} characters: letters, digits and . _ - : @ +, starting with a letter or digit"
+)
+
+TenantName = Annotated[
+    str, StringConstraints(pattern=r"^[A-Za-z0-9][A-Za-z0-9._:@+-]*$", min_length=1, max_length=NAME_LEN - 1)
+]
+SmPct = Annotated[int, Field(ge=1, le=100)]
+SmPctOrNone = Annotated[int, Field(ge=0, le=100)]  # 0 = no cap, as in the C structs
+GpuIndex = Annotated[int, Field(ge=0, lt=MAX_GPUS)]
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+# --------------------------------------------------------------------------------------------------
+# Limits
+# --------------------------------------------------------------------------------------------------
+
+
+class MemLimit(_Model):
+    """A device-memory cap: an absolute size or a percentage of the GPU's memory (exactly one is set)."""
+
+    limit_bytes: int | None = Field(default=None, gt=0)
+    limit_pct: float | None = Field(default=None, gt=0, le=100)
+
+    @model_validator(mode="after")
+    def _exactly_one(self) -> MemLimit:
+        if (self.limit_bytes is None) == (self.limit_pct is None):
+            raise ValueError("a memory limit is either limit_bytes or limit_pct, exactly one")
+        return self
+
+    def resolve_bytes(self, total_bytes: int) -> int:
+        """The cap in bytes on a GPU with total_bytes of memory."""
+        if self.limit_bytes is not None:
+            return self.limit_bytes
+        assert self.limit_pct is not None
+        return int(total_bytes * self.limit_pct / 100.0)
+
+    def to_env(self) -> str:
+        """The value for FCSP_MEM_LIMIT (re-parsed by the C library: bytes or a percentage)."""
+        if self.limit_bytes is not None:
+            return str(self.limit_bytes)
+        return f"{self.limit_pct:g}%"
+
+    def describe(self) -> str:
+        """For people: '6 GiB' or '50% of the GPU'."""
+        if self.limit_bytes is not None:
+            from fcsp_core.fmt import format_bytes
+
+            return format_bytes(self.limit_bytes)
+        return f"{self.limit_pct:g}% of the GPU"
+
+
+def parse_mem_limit(text: str) -> MemLimit:
+    """Parse a memory limit with libfcsp's parser; ValueError carries the C message."""
+    nat = _native.native()
+    nbytes = nat.ffi.new("uint64_t *")
+    percent = nat.ffi.new("double *")
+    err = _native.err_buffer()
+    rc = nat.lib.fcsp_parse_mem_limit(text.encode("utf-8"), nbytes, percent, err, _native.ERR_LEN)
+    if rc != 0:
+        raise ValueError(_native.c_string(err) or f"invalid memory limit {text!r}")
+    if nbytes[0]:
+        return MemLimit(limit_bytes=int(nbytes[0]))
+    return MemLimit(limit_pct=float(percent[0]))
+
+
+def parse_size_bytes(text: str) -> int:
+    """Parse an absolute size (the memory-limit grammar without percentages)."""
+    limit = parse_mem_limit(text)
+    if limit.limit_bytes is None:
+        raise ValueError(f"'{text}' is a percentage: {SIZE_ACCEPTS}")
+    return limit.limit_bytes
+
+
+def parse_sm_limit(text: str) -> int:
+    """Parse an SM limit (a percentage 1..100) with libfcsp's parser; ValueError carries the C message."""
+    nat = _native.native()
+    pct = nat.ffi.new("uint32_t *")
+    err = _native.err_buffer()
+    rc = nat.lib.fcsp_parse_sm_limit(text.encode("utf-8"), pct, err, _native.ERR_LEN)
+    if rc != 0:
+        raise ValueError(_native.c_string(err) or f"invalid SM limit {text!r}")
+    return int(pct[0])
+
+
+class GpuLimits(_Model):
+    """Per-GPU overrides (FCSP_MEM_LIMIT_<gpu>, FCSP_SM_LIMIT_<gpu>)."""
+
+    mem_limit: MemLimit | None = None
+    sm_limit_pct: SmPct | None = None
+
+
+class TenantLimits(_Model):
+    """What a job asks for: its tenant name and caps (on each GPU it sees, unless overridden per GPU)."""
+
+    tenant: TenantName | None = None
+    mem_limit: MemLimit | None = None
+    sm_limit_pct: SmPct | None = None
+    gpus: dict[GpuIndex, GpuLimits] = Field(default_factory=dict)
+
+    def to_env(self) -> dict[str, str]:
+        """The FCSP_* variables that ask libfcsp for these limits."""
+        env: dict[str, str] = {}
+        if self.tenant is not None:
+            env["FCSP_TENANT"] = self.tenant
+        if self.mem_limit is not None:
+            env["FCSP_MEM_LIMIT"] = self.mem_limit.to_env()
+        if self.sm_limit_pct is not None:
+            env["FCSP_SM_LIMIT"] = str(self.sm_limit_pct)
+        for index, gpu in sorted(self.gpus.items()):
+            if gpu.mem_limit is not None:
+                env[f"FCSP_MEM_LIMIT_{index}"] = gpu.mem_limit.to_env()
+            if gpu.sm_limit_pct is not None:
+                env[f"FCSP_SM_LIMIT_{index}"] = str(gpu.sm_limit_pct)
+        return env
+
+
+# --------------------------------------------------------------------------------------------------
+# Policy table (limits set by the node manager; they win over the job's environment)
+# --------------------------------------------------------------------------------------------------
+
+
+class PolicyGpuLimit(_Model):
+    """A policy's caps on one GPU, by UUID (0 = no cap)."""
+
+    uuid: Annotated[str, StringConstraints(min_length=1, max_length=UUID_LEN - 1, pattern=r"^[\x21-\x7e]+$")]
+    mem_limit_bytes: int = Field(default=0, ge=0)
+    sm_limit_pct: SmPctOrNone = 0
+
+
+class PolicyEntry(_Model):
+    """One tenant's limits in the policy table (struct fcsp_policy_in). 0 = no cap; uid None = any uid."""
+
+    tenant: TenantName
+    uid: int | None = Field(default=None, ge=0, lt=2**32)
+    mem_limit_bytes: int = Field(default=0, ge=0)
+    sm_limit_pct: SmPctOrNone = 0
+    gpus: list[PolicyGpuLimit] = Field(default_factory=list, max_length=MAX_GPUS)
+
+
+# --------------------------------------------------------------------------------------------------
+# Environment
+# --------------------------------------------------------------------------------------------------
+
+
+class EnvError(ValueError):
+    """An invalid FCSP_* value; str() is one line naming the variable, the value and what is accepted."""
+
+    def __init__(self, name: str, value: str, reason: str, accepts: str | None = None) -> None:
+        # The C parsers' messages already say what is accepted; others pass `accepts`.
+        text = f"fcsp: {name}={value!r} is invalid: {reason.rstrip('.')}"
+        super().__init__(f"{text}; accepted: {accepts}" if accepts else text)
+        self.name = name
+        self.value = value
+
+
+class SimSettings(_Model):
+    """The simulated driver's settings (FCSP_SIM_*); None = the simulator's default."""
+
+    gpus: Annotated[int, Field(ge=1, le=SIM_MAX_GPUS)] | None = None
+    mem_bytes: Annotated[int, Field(gt=0)] | None = None
+    sms: Annotated[int, Field(ge=1, le=SIM_MAX_SMS)] | None = None
+    kernel_us: str | None = None
+    state_dir: Path | None = None
+
+
+OnInitFailure = Literal["passthrough", "fail"]
+
+
+class EnvConfig(_Model):
+    """Everything fcsp reads from FCSP_* variables."""
+
+    limits: TenantLimits = Field(default_factory=TenantLimits)
+    region_dir: Path | None = None
+    on_init_failure: OnInitFailure | None = None
+    sim: SimSettings = Field(default_factory=SimSettings)
+
+
+_PER_GPU = re.compile(r"^FCSP_(MEM|SM)_LIMIT_(\d+)$")
+
+
+def _int_var(name: str, value: str, low: int, high: int | None) -> int:
+    accepts = f"an integer {low}..{high}" if high is not None else f"an integer >= {low}"
+    try:
+        number = int(value.strip(), 10)
+    except ValueError:
+        raise EnvError(name, value, "not an integer", accepts) from None
+    if number < low or (high is not None and number > high):
+        raise EnvError(name, value, "out of range", accepts)
+    return number
+
+
+def _mem_var(name: str, value: str) -> MemLimit:
+    try:
+        return parse_mem_limit(value)
+    except ValueError as exc:
+        raise EnvError(name, value, str(exc)) from None
+
+
+def _sm_var(name: str, value: str) -> int:
+    try:
+        return parse_sm_limit(value)
+    except ValueError as exc:
+        raise EnvError(name, value, str(exc)) from None
+
+
+def check_tenant_name(value: str) -> str:
+    """`value` if it is a valid tenant name, else ValueError saying what is accepted."""
+    if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._:@+-]*", value) or len(value.encode()) > NAME_LEN - 1:
+        raise ValueError(f"'{value}' is not a valid tenant name: use {TENANT_ACCEPTS}")
+    return value
+
+
+def read_sim_env(environ: Mapping[str, str] | None = None) -> SimSettings:
+    """Parse the FCSP_SIM_* variables (the simulated driver's settings); EnvError on a bad value."""
+    env = os.environ if environ is None else environ
+
+    def get(name: str) -> str | None:
+        return env.get(name) or None  # set but empty counts as unset
+
+    sim_mem: int | None = None
+    sim_mem_text = get("FCSP_SIM_MEM")
+    if sim_mem_text is not None:
+        try:
+            sim_mem = parse_size_bytes(sim_mem_text)
+        except ValueError as exc:
+            raise EnvError("FCSP_SIM_MEM", sim_mem_text, str(exc)) from None
+    sim_gpus_text = get("FCSP_SIM_GPUS")
+    sim_sms_text = get("FCSP_SIM_SMS")
+    sim_dir_text = get("FCSP_SIM_DIR")
+    return SimSettings(
+        gpus=_int_var("FCSP_SIM_GPUS", sim_gpus_text, 1, SIM_MAX_GPUS) if sim_gpus_text is not None else None,
+        mem_bytes=sim_mem,
+        sms=_int_var("FCSP_SIM_SMS", sim_sms_text, 1, SIM_MAX_SMS) if sim_sms_text is not None else None,
+        kernel_us=get("FCSP_SIM_KERNEL_US"),
+        state_dir=Path(sim_dir_text) if sim_dir_text is not None else None,
+    )
+
+
+def read_env(environ: Mapping[str, str] | None = None) -> EnvConfig:
+    """Parse the FCSP_* variables of `environ` (default os.environ); EnvError on the first bad value."""
+    env = os.environ if environ is None else environ
+
+    def get(name: str) -> str | None:
+        return env.get(name) or None  # set but empty counts as unset
+
+    tenant = get("FCSP_TENANT")
+    if tenant is not None:
+        try:
+            check_tenant_name(tenant)
+        except ValueError as exc:
+            raise EnvError("FCSP_TENANT", tenant, str(exc)) from None
+    mem_text = get("FCSP_MEM_LIMIT")
+    sm_text = get("FCSP_SM_LIMIT")
+
+    per_gpu_mem: dict[int, MemLimit] = {}
+    per_gpu_sm: dict[int, int] = {}
+    for name in sorted(env):
+        match = _PER_GPU.match(name)
+        value = env[name]
+        if not match or value == "":
+            continue
+        index = int(match.group(2))
+        if index >= MAX_GPUS:
+            accepts = f"GPU indices 0..{MAX_GPUS - 1}"
+            raise EnvError(name, value, f"GPU index {index} is out of range", accepts)
+        if match.group(1) == "MEM":
+            per_gpu_mem[index] = _mem_var(name, value)
+        else:
+            per_gpu_sm[index] = _sm_var(name, value)
+    gpus = {
+        index: GpuLimits(mem_limit=per_gpu_mem.get(index), sm_limit_pct=per_gpu_sm.get(index))
+        for index in sorted(set(per_gpu_mem) | set(per_gpu_sm))
+    }
+    limits = TenantLimits(
+        tenant=tenant,
+        mem_limit=_mem_var("FCSP_MEM_LIMIT", mem_text) if mem_text is not None else None,
+        sm_limit_pct=_sm_var("FCSP_SM_LIMIT", sm_text) if sm_text is not None else None,
+        gpus=gpus,
+    )
+
+    on_failure = get("FCSP_ON_INIT_FAILURE")
+    if on_failure is not None and on_failure not in ("passthrough", "fail"):
+        raise EnvError("FCSP_ON_INIT_FAILURE", on_failure, "unknown mode", "passthrough or fail")
+
+    sim = read_sim_env(env)
+    region_dir = get("FCSP_REGION_DIR")
+    if region_dir is not None and not region_dir.startswith("/"):
+        raise EnvError("FCSP_REGION_DIR", region_dir, "not an absolute path", "an absolute directory path")
+    return EnvConfig(
+        limits=limits,
+        region_dir=Path(region_dir) if region_dir is not None else None,
+        on_init_failure=cast("OnInitFailure | None", on_failure),  # checked against the Literal above
+        sim=sim,
+    )

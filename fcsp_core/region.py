@@ -1,0 +1,373 @@
+"""The region manager: libfcsp's node region and policy table, seen from Python.
+
+A thin layer over the C API (fcsp_api.h, through cffi in ABI mode): the C library owns the file formats, the
+locking and the parsers; this module turns its structs into pydantic models and its error codes into typed
+exceptions that carry the C message.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from types import TracebackType
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, computed_field
+
+from fcsp_core import _native
+from fcsp_core._native import (
+    FcspBusyError,
+    FcspError,
+    FcspFullError,
+    FcspInvalidError,
+    FcspIOError,
+    FcspNotFoundError,
+    FcspPermissionError,
+    FcspStaleError,
+)
+from fcsp_core.config import MAX_GPUS, MemLimit, PolicyEntry, PolicyGpuLimit, parse_mem_limit, parse_sm_limit
+
+__all__ = [
+    "FcspBusyError",
+    "FcspError",
+    "FcspFullError",
+    "FcspIOError",
+    "FcspInvalidError",
+    "FcspNotFoundError",
+    "FcspPermissionError",
+    "FcspStaleError",
+    "GpuInfo",
+    "MemLimit",
+    "Process",
+    "Region",
+    "Snapshot",
+    "Tenant",
+    "TenantGpuUsage",
+    "default_region_dir",
+    "fcsp_version",
+    "parse_mem_limit",
+    "parse_sm_limit",
+    "policy_list",
+    "policy_put",
+    "policy_remove",
+    "read_snapshot",
+]
+
+_PATH_MAX = 4096
+_TENANT_EPHEMERAL = 1
+_TENANT_POLICY = 2
+_TENANT_CLOSING = 0xFFFFFFFF
+_PROC_STATES = {0: "free", 1: "claiming", 2: "live", 3: "reaping"}
+
+
+# --------------------------------------------------------------------------------------------------
+# Snapshot models
+# --------------------------------------------------------------------------------------------------
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class GpuInfo(_Model):
+    """A physical GPU known to the region."""
+
+    index: int
+    uuid: str
+    sm_count: int
+    total_bytes: int
+    used_bytes: int  # sum over tenants
+
+
+class TenantGpuUsage(_Model):
+    """A tenant's accounting on one GPU. limit_bytes / sm_limit_pct: 0 = no cap."""
+
+    gpu: int
+    used_bytes: int
+    limit_bytes: int
+    peak_bytes: int
+    refused_total: int
+    sm_limit_pct: int
+
+
+class Tenant(_Model):
+    """A set of processes sharing one cap per GPU."""
+
+    index: int
+    name: str
+    uid: int
+    nprocs: int
+    closing: bool  # being torn down
+    ephemeral: bool  # removed by its last process (env-configured)
+    from_policy: bool  # limits come from the policy table
+    created_ns: int
+    gpus: list[TenantGpuUsage]
+
+    @computed_field  # type: ignore[prop-decorator]
+    @property
+    def used_bytes(self) -> int:
+        return sum(g.used_bytes for g in self.gpus)
+
+
+class Process(_Model):
+    """A process attached to a tenant."""
+
+    index: int
+    pid: int
+    tenant: str
+    tenant_index: int
+    state: str  # claiming, live or reaping
+    start_time: int
+    heartbeat_age_ms: int | None  # None before the first heartbeat
+    gpu_used_bytes: list[int]
+
+    @computed_field  # type: ignore[prop-decorator]
+    @property
+    def used_bytes(self) -> int:
+        return sum(self.gpu_used_bytes)
+
+
+class Snapshot(_Model):
+    """A consistent copy of the node region (exists=False: no region yet, lists empty, `note` says why)."""
+
+    region_dir: str
+    region_file: str
+    exists: bool
+    note: str | None = None
+    topology_seq: int = 0
+    now_ms: int = 0
+    gpus: list[GpuInfo] = []
+    tenants: list[Tenant] = []
+    processes: list[Process] = []
+
+    def tenant(self, name: str) -> Tenant | None:
+        return next((t for t in self.tenants if t.name == name), None)
+
+
+# --------------------------------------------------------------------------------------------------
+# Region
+# --------------------------------------------------------------------------------------------------
+
+
+def fcsp_version() -> str:
+    """libfcsp's version string."""
+    return _native.c_string(_native.native().lib.fcsp_version())
+
+
+def default_region_dir() -> Path:
+    """$FCSP_REGION_DIR, else /run/fcsp (root, or if it exists), else $XDG_RUNTIME_DIR/fcsp (C decides)."""
+    nat = _native.native()
+    buf = nat.ffi.new(f"char[{_PATH_MAX}]")
+    err = _native.err_buffer()
+    _native.check(nat.lib.fcsp_region_dir_default(buf, _PATH_MAX, err, _native.ERR_LEN), err, "region dir")
+    return Path(_native.c_string(buf))
+
+
+def _dir_arg(directory: str | os.PathLike[str] | None) -> Path:
+    return Path(directory) if directory is not None else default_region_dir()
+
+
+class Region:
+    """An open node region. Use as a context manager, or call close()."""
+
+    def __init__(self, directory: Path, handle: Any) -> None:
+        self.dir = directory
+        self._handle: Any = handle
+
+    @classmethod
+    def open(cls, directory: str | os.PathLike[str] | None = None, create: bool = False) -> Region:
+        """Open the region in `directory` (default: default_region_dir()).
+
+        FcspNotFoundError if it does not exist and create is false.
+        """
+        path = _dir_arg(directory)
+        nat = _native.native()
+        out = nat.ffi.new("fcsp_region_handle **")
+        err = _native.err_buffer()
+        rc = nat.lib.fcsp_region_open(os.fsencode(path), 1 if create else 0, out, err, _native.ERR_LEN)
+        _native.check(rc, err, f"opening the region in {path}")
+        return cls(path, nat.ffi.gc(out[0], nat.lib.fcsp_region_close))
+
+    def _h(self) -> Any:
+        if self._handle is None:
+            raise ValueError("the region is closed")
+        return self._handle
+
+    @property
+    def file(self) -> str:
+        """The region file's path."""
+        return _native.c_string(_native.native().lib.fcsp_region_file(self._h()))
+
+    def close(self) -> None:
+        if self._handle is not None:
+            _native.native().ffi.release(self._handle)
+            self._handle = None
+
+    def __enter__(self) -> Region:
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.close()
+
+    def snapshot(self) -> Snapshot:
+        """A consistent copy of GPUs, tenants and processes."""
+        nat = _native.native()
+        snap = nat.ffi.new("struct fcsp_snapshot *")
+        _native.check(nat.lib.fcsp_region_snapshot(self._h(), snap), None, "region snapshot")
+        return _snapshot_model(snap, str(self.dir), self.file)
+
+    def remove_tenant(self, name: str) -> None:
+        """Remove a tenant with no process (FcspBusyError if it has some, FcspNotFoundError if absent)."""
+        rc = _native.native().lib.fcsp_region_tenant_remove(self._h(), name.encode("utf-8"))
+        _native.check(rc, None, f"removing tenant {name!r}")
+
+
+def read_snapshot(directory: str | os.PathLike[str] | None = None) -> Snapshot:
+    """A snapshot of the region in `directory` (default: the node's); an empty one if there is none."""
+    path = _dir_arg(directory)
+    try:
+        with Region.open(path, create=False) as reg:
+            return reg.snapshot()
+    except FcspNotFoundError as exc:
+        return Snapshot(region_dir=str(path), region_file="", exists=False, note=exc.message)
+
+
+def _snapshot_model(snap: Any, region_dir: str, region_file: str) -> Snapshot:
+    ngpus = min(int(snap.ngpus), MAX_GPUS)
+    gpus = [
+        GpuInfo(
+            index=int(g.index),
+            uuid=_native.c_string(g.uuid),
+            sm_count=int(g.sm_count),
+            total_bytes=int(g.total_bytes),
+            used_bytes=int(g.used_bytes),
+        )
+        for g in (snap.gpus[i] for i in range(ngpus))
+    ]
+    tenants: list[Tenant] = []
+    names: dict[int, str] = {}
+    for i in range(min(int(snap.ntenants), len(snap.tenants))):
+        t = snap.tenants[i]
+        name = _native.c_string(t.name)
+        names[int(t.index)] = name
+        nprocs = int(t.nprocs)
+        tenants.append(
+            Tenant(
+                index=int(t.index),
+                name=name,
+                uid=int(t.uid),
+                nprocs=0 if nprocs == _TENANT_CLOSING else nprocs,
+                closing=nprocs == _TENANT_CLOSING,
+                ephemeral=bool(t.flags & _TENANT_EPHEMERAL),
+                from_policy=bool(t.flags & _TENANT_POLICY),
+                created_ns=int(t.created_ns),
+                gpus=[
+                    TenantGpuUsage(
+                        gpu=j,
+                        used_bytes=int(u.used_bytes),
+                        limit_bytes=int(u.limit_bytes),
+                        peak_bytes=int(u.peak_bytes),
+                        refused_total=int(u.refused_total),
+                        sm_limit_pct=int(u.sm_limit_pct),
+                    )
+                    for j, u in ((j, t.gpu[j]) for j in range(ngpus))
+                ],
+            )
+        )
+    now_ms = int(snap.now_ms)
+    processes = []
+    for i in range(min(int(snap.nprocs), len(snap.procs))):
+        p = snap.procs[i]
+        heartbeat = int(p.heartbeat_ms)
+        processes.append(
+            Process(
+                index=int(p.index),
+                pid=int(p.pid),
+                tenant=names.get(int(p.tenant), f"#{int(p.tenant)}"),
+                tenant_index=int(p.tenant),
+                state=_PROC_STATES.get(int(p.state), str(int(p.state))),
+                start_time=int(p.start_time),
+                heartbeat_age_ms=max(0, now_ms - heartbeat) if heartbeat else None,
+                gpu_used_bytes=[int(p.used_bytes[j]) for j in range(ngpus)],
+            )
+        )
+    return Snapshot(
+        region_dir=region_dir,
+        region_file=region_file,
+        exists=True,
+        topology_seq=int(snap.topology_seq),
+        now_ms=now_ms,
+        gpus=gpus,
+        tenants=tenants,
+        processes=processes,
+    )
+
+
+# --------------------------------------------------------------------------------------------------
+# Policy table
+# --------------------------------------------------------------------------------------------------
+
+
+def _policy_struct(entry: PolicyEntry) -> Any:
+    nat = _native.native()
+    s: Any = nat.ffi.new("struct fcsp_policy_in *")
+    s.tenant = entry.tenant.encode("utf-8")
+    s.uid = -1 if entry.uid is None else entry.uid
+    s.mem_limit_bytes = entry.mem_limit_bytes
+    s.sm_limit_pct = entry.sm_limit_pct
+    s.ngpus = len(entry.gpus)
+    for i, gpu in enumerate(entry.gpus):
+        s.gpu[i].uuid = gpu.uuid.encode("ascii")
+        s.gpu[i].mem_limit_bytes = gpu.mem_limit_bytes
+        s.gpu[i].sm_limit_pct = gpu.sm_limit_pct
+    return s
+
+
+def _policy_model(s: Any) -> PolicyEntry:
+    uid = int(s.uid)
+    return PolicyEntry(
+        tenant=_native.c_string(s.tenant),
+        uid=None if uid < 0 else uid,
+        mem_limit_bytes=int(s.mem_limit_bytes),
+        sm_limit_pct=int(s.sm_limit_pct),
+        gpus=[
+            PolicyGpuLimit(
+                uuid=_native.c_string(g.uuid),
+                mem_limit_bytes=int(g.mem_limit_bytes),
+                sm_limit_pct=int(g.sm_limit_pct),
+            )
+            for g in (s.gpu[i] for i in range(min(int(s.ngpus), MAX_GPUS)))
+        ],
+    )
+
+
+def policy_put(entry: PolicyEntry, directory: str | os.PathLike[str] | None = None) -> None:
+    """Add or replace a tenant's limits in the policy table (only the directory's owner may)."""
+    path = _dir_arg(directory)
+    nat = _native.native()
+    err = _native.err_buffer()
+    rc = nat.lib.fcsp_policy_put(os.fsencode(path), _policy_struct(entry), err, _native.ERR_LEN)
+    _native.check(rc, err, f"putting the policy of {entry.tenant!r}")
+
+
+def policy_remove(tenant: str, directory: str | os.PathLike[str] | None = None) -> None:
+    """Remove a tenant's entry from the policy table."""
+    path = _dir_arg(directory)
+    nat = _native.native()
+    err = _native.err_buffer()
+    rc = nat.lib.fcsp_policy_remove(os.fsencode(path), tenant.encode("utf-8"), err, _native.ERR_LEN)
+    _native.check(rc, err, f"removing the policy of {tenant!r}")
+
+
+def policy_list(directory: str | os.PathLike[str] | None = None) -> list[PolicyEntry]:
+    """All entries of the policy table."""
+    path = _dir_arg(directory)
+    nat = _native.native()
+    max_entries = 256  # FCSP_MAX_TENANTS
+    out = nat.ffi.new(f"struct fcsp_policy_in[{max_entries}]")
+    err = _native.err_buffer()
+    rc = nat.lib.fcsp_policy_list(os.fsencode(path), out, max_entries, err, _native.ERR_LEN)
+    count = _native.check(rc, err, "policy list")
+    return [_policy_model(out[i]) for i in range(count)]
