@@ -27,12 +27,10 @@ MEM_LIMIT_ACCEPTS = (
 )
 SIZE_ACCEPTS = "use bytes (8589934592) or a binary unit (8G, 8192M, 1.5GiB, 512K)"
 SM_LIMIT_ACCEPTS = "a whole percentage from 1 to 100 (40 or 40%)"
-TENANT_ACCEPTS = (
-    f"1 to {NAME_LEN - 1} characters: letters, digits and . _ - : @ +, starting with a letter or digit"
-)
+TENANT_ACCEPTS = f"1 to {NAME_LEN - 1} printable ASCII characters, no spaces"
 
 TenantName = Annotated[
-    str, StringConstraints(pattern=r"^[A-Za-z0-9][A-Za-z0-9._:@+-]*$", min_length=1, max_length=NAME_LEN - 1)
+    str, StringConstraints(pattern=r"^[\x21-\x7e]+$", min_length=1, max_length=NAME_LEN - 1)
 ]
 SmPct = Annotated[int, Field(ge=1, le=100)]
 SmPctOrNone = Annotated[int, Field(ge=0, le=100)]  # 0 = no cap, as in the C structs
@@ -238,7 +236,7 @@ def _sm_var(name: str, value: str) -> int:
 
 def check_tenant_name(value: str) -> str:
     """`value` if it is a valid tenant name, else ValueError saying what is accepted."""
-    if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._:@+-]*", value) or len(value.encode()) > NAME_LEN - 1:
+    if not re.fullmatch(r"[\x21-\x7e]+", value) or len(value) > NAME_LEN - 1:  # as libfcsp checks it
         raise ValueError(f"'{value}' is not a valid tenant name: use {TENANT_ACCEPTS}")
     return value
 

@@ -1,0 +1,315 @@
+"""Config models, the FCSP_* environment reader, the C parsers and the policy table, through the installed
+package (run with `pytest`, which imports fcsp_core from site-packages)."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+from pydantic import ValidationError
+
+from fcsp_core import _native, paths, region
+from fcsp_core.config import (
+    EnvError,
+    GpuLimits,
+    MemLimit,
+    PolicyEntry,
+    PolicyGpuLimit,
+    TenantLimits,
+    check_tenant_name,
+    parse_mem_limit,
+    parse_size_bytes,
+    parse_sm_limit,
+    read_env,
+    read_sim_env,
+)
+
+GiB = 1 << 30
+MiB = 1 << 20
+
+
+# ---------------------------------------------------------------------------------------------------
+# Models (no C needed)
+# ---------------------------------------------------------------------------------------------------
+
+
+def test_mem_limit_is_bytes_or_percent_exactly():
+    assert MemLimit(limit_bytes=GiB).to_env() == str(GiB)
+    assert MemLimit(limit_pct=12.5).to_env() == "12.5%"
+    assert MemLimit(limit_pct=50).resolve_bytes(80 * GiB) == 40 * GiB
+    assert MemLimit(limit_bytes=6 * GiB).resolve_bytes(80 * GiB) == 6 * GiB
+    assert MemLimit(limit_bytes=6 * GiB).describe() == "6 GiB"
+    assert MemLimit(limit_pct=50).describe() == "50% of the GPU"
+    with pytest.raises(ValidationError):
+        MemLimit()
+    with pytest.raises(ValidationError):
+        MemLimit(limit_bytes=GiB, limit_pct=10)
+    with pytest.raises(ValidationError):
+        MemLimit(limit_pct=150)
+    with pytest.raises(ValidationError):
+        MemLimit(limit_bytes=0)
+
+
+def test_tenant_limits_to_env():
+    limits = TenantLimits(
+        tenant="job-1",
+        mem_limit=MemLimit(limit_bytes=2 * GiB),
+        sm_limit_pct=40,
+        gpus={1: GpuLimits(mem_limit=MemLimit(limit_pct=25), sm_limit_pct=10)},
+    )
+    assert limits.to_env() == {
+        "FCSP_TENANT": "job-1",
+        "FCSP_MEM_LIMIT": str(2 * GiB),
+        "FCSP_SM_LIMIT": "40",
+        "FCSP_MEM_LIMIT_1": "25%",
+        "FCSP_SM_LIMIT_1": "10",
+    }
+    assert TenantLimits().to_env() == {}
+    with pytest.raises(ValidationError):
+        TenantLimits(sm_limit_pct=0)
+    with pytest.raises(ValidationError):
+        TenantLimits(gpus={16: GpuLimits()})
+
+
+@pytest.mark.parametrize("name", ["train", "slurm-1234.0", "ray:task@host", "a/b", "a" * 63])
+def test_tenant_names_accepted(name):
+    assert check_tenant_name(name) == name
+    assert TenantLimits(tenant=name).tenant == name
+
+
+@pytest.mark.parametrize("name", ["", "has space", "tab\there", "a" * 64, "é"])
+def test_tenant_names_refused(name):
+    with pytest.raises(ValueError, match="tenant name"):
+        check_tenant_name(name)
+    with pytest.raises(ValidationError):
+        TenantLimits(tenant=name)
+
+
+def test_policy_entry_validation():
+    entry = PolicyEntry(
+        tenant="alice",
+        uid=1000,
+        mem_limit_bytes=8 * GiB,
+        sm_limit_pct=50,
+        gpus=[PolicyGpuLimit(uuid="GPU-12345678-1234-1234-1234-123456789abc", mem_limit_bytes=GiB)],
+    )
+    assert entry.gpus[0].sm_limit_pct == 0
+    assert PolicyEntry(tenant="any").uid is None
+    with pytest.raises(ValidationError):
+        PolicyEntry(tenant="x", sm_limit_pct=101)
+    with pytest.raises(ValidationError):
+        PolicyEntry(tenant="x", mem_limit_bytes=-1)
+    with pytest.raises(ValidationError):
+        PolicyEntry(tenant="x", gpus=[PolicyGpuLimit(uuid=f"GPU-{i}") for i in range(17)])
+    with pytest.raises(ValidationError):
+        PolicyGpuLimit(uuid="x" * 48)
+    with pytest.raises(ValidationError):
+        PolicyEntry(tenant="x", extra_field=1)
+
+
+def test_read_cdef_needs_the_markers():
+    with pytest.raises(ValueError, match="FCSP_CDEF_BEGIN"):
+        _native.read_cdef("int f(void);")
+    text = "x\n/* FCSP_CDEF_BEGIN */\nint f(void);\n/* FCSP_CDEF_END */\ny"
+    assert _native.read_cdef(text).strip() == "int f(void);"
+
+
+def test_installed_header_has_the_cdef():
+    header = paths.api_header_path()
+    cdef = _native.read_cdef(header.read_text())
+    assert "fcsp_region_snapshot" in cdef and "#include" not in cdef
+
+
+def test_lib_dir_override(monkeypatch, tmp_path):
+    monkeypatch.setenv("FCSP_LIB_DIR", str(tmp_path))
+    assert paths.lib_dir() == tmp_path.resolve()
+    with pytest.raises(paths.NativeMissingError, match=r"libfcsp.so not found at .*pip install \."):
+        paths.libfcsp_path()
+    monkeypatch.delenv("FCSP_LIB_DIR")
+    assert paths.lib_dir() == paths.PACKAGE_DIR / "lib"
+
+
+# ---------------------------------------------------------------------------------------------------
+# The C parsers (one grammar for C and Python)
+# ---------------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("text", "nbytes"),
+    [
+        ("8589934592", 8 * GiB),
+        ("8G", 8 * GiB),
+        ("8192M", 8 * GiB),
+        ("1.5GiB", 3 * GiB // 2),
+        ("512K", 512 << 10),
+    ],
+)
+def test_parse_mem_limit_sizes(text, nbytes):
+    assert parse_mem_limit(text) == MemLimit(limit_bytes=nbytes)
+    assert region.parse_mem_limit(text) == MemLimit(limit_bytes=nbytes)
+
+
+def test_parse_mem_limit_percent():
+    assert parse_mem_limit("50%") == MemLimit(limit_pct=50.0)
+    with pytest.raises(ValueError, match="percentage"):
+        parse_size_bytes("50%")
+
+
+@pytest.mark.parametrize("text", ["abc", "", "-1G", "0", "12Q"])
+def test_parse_mem_limit_refuses(text):
+    with pytest.raises(ValueError) as info:
+        parse_mem_limit(text)
+    message = str(info.value)
+    assert message and "\n" not in message
+
+
+@pytest.mark.parametrize(("text", "pct"), [("40", 40), ("40%", 40), ("100", 100), ("1", 1)])
+def test_parse_sm_limit(text, pct):
+    assert parse_sm_limit(text) == pct
+
+
+@pytest.mark.parametrize("text", ["0", "101", "150", "abc", "40.5", ""])
+def test_parse_sm_limit_refuses(text):
+    with pytest.raises(ValueError) as info:
+        parse_sm_limit(text)
+    assert "\n" not in str(info.value)
+
+
+# ---------------------------------------------------------------------------------------------------
+# The environment
+# ---------------------------------------------------------------------------------------------------
+
+
+def test_read_env_everything():
+    env = {
+        "FCSP_TENANT": "job-7",
+        "FCSP_MEM_LIMIT": "4G",
+        "FCSP_MEM_LIMIT_1": "50%",
+        "FCSP_SM_LIMIT": "30",
+        "FCSP_SM_LIMIT_2": "70%",
+        "FCSP_REGION_DIR": "/run/fcsp-test",
+        "FCSP_ON_INIT_FAILURE": "fail",
+        "FCSP_SIM_GPUS": "2",
+        "FCSP_SIM_MEM": "16G",
+        "FCSP_SIM_SMS": "64",
+        "FCSP_SIM_KERNEL_US": "spin=200,default=5",
+        "FCSP_SIM_DIR": "/tmp/sim",
+        "PATH": "/usr/bin",
+    }
+    config = read_env(env)
+    assert config.limits.tenant == "job-7"
+    assert config.limits.mem_limit == MemLimit(limit_bytes=4 * GiB)
+    assert config.limits.sm_limit_pct == 30
+    assert config.limits.gpus[1].mem_limit == MemLimit(limit_pct=50.0)
+    assert config.limits.gpus[1].sm_limit_pct is None
+    assert config.limits.gpus[2].sm_limit_pct == 70
+    assert str(config.region_dir) == "/run/fcsp-test"
+    assert config.on_init_failure == "fail"
+    assert config.sim.gpus == 2 and config.sim.mem_bytes == 16 * GiB and config.sim.sms == 64
+    assert config.sim.kernel_us == "spin=200,default=5"
+    assert str(config.sim.state_dir) == "/tmp/sim"
+    # Round trip: what TenantLimits writes, read_env reads back.
+    assert read_env(config.limits.to_env()).limits == config.limits
+
+
+def test_read_env_empty():
+    config = read_env({})
+    assert config.limits == TenantLimits()
+    assert config.region_dir is None and config.on_init_failure is None
+    assert read_sim_env({}).gpus is None
+    assert read_env({"FCSP_MEM_LIMIT": ""}).limits.mem_limit is None  # empty = unset
+
+
+@pytest.mark.parametrize(
+    ("name", "value", "accepted"),
+    [
+        ("FCSP_MEM_LIMIT", "lots", "8G"),
+        ("FCSP_MEM_LIMIT_0", "-5", "8G"),
+        ("FCSP_SM_LIMIT", "150", "100"),
+        ("FCSP_SM_LIMIT_3", "x", "100"),
+        ("FCSP_MEM_LIMIT_16", "1G", "0..15"),
+        ("FCSP_TENANT", "bad name", "printable"),
+        ("FCSP_ON_INIT_FAILURE", "ignore", "passthrough or fail"),
+        ("FCSP_REGION_DIR", "relative/dir", "absolute"),
+        ("FCSP_SIM_GPUS", "9", "1..8"),
+        ("FCSP_SIM_SMS", "many", "1..1024"),
+        ("FCSP_SIM_MEM", "50%", "8G"),
+    ],
+)
+def test_read_env_reports_one_line(name, value, accepted):
+    with pytest.raises(EnvError) as info:
+        read_env({name: value})
+    message = str(info.value)
+    assert "\n" not in message
+    assert name in message and repr(value) in message and accepted in message
+    assert info.value.name == name
+
+
+def test_read_env_defaults_to_os_environ(monkeypatch):
+    monkeypatch.setenv("FCSP_TENANT", "from-os")
+    assert read_env().limits.tenant == "from-os"
+
+
+# ---------------------------------------------------------------------------------------------------
+# The region manager: regions and the policy table, in a private directory
+# ---------------------------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def region_dir(tmp_path):
+    path = tmp_path / "region"
+    os.mkdir(path, 0o700)
+    return path
+
+
+def test_default_region_dir_follows_env(monkeypatch, tmp_path):
+    monkeypatch.setenv("FCSP_REGION_DIR", str(tmp_path))
+    assert region.default_region_dir() == tmp_path
+
+
+def test_missing_region_is_a_typed_error(tmp_path):
+    with pytest.raises(region.FcspNotFoundError) as info:
+        region.Region.open(tmp_path / "nowhere")
+    assert info.value.code == -2 and info.value.code_name == "FCSP_ENOENT"
+    assert "nowhere" in info.value.message
+    snapshot = region.read_snapshot(tmp_path / "nowhere")
+    assert not snapshot.exists and snapshot.tenants == [] and snapshot.note
+
+
+def test_new_region_is_empty(region_dir):
+    with region.Region.open(region_dir, create=True) as reg:
+        assert reg.file.startswith(str(region_dir))
+        snapshot = reg.snapshot()
+        assert snapshot.exists and snapshot.tenants == [] and snapshot.processes == []
+        with pytest.raises(region.FcspNotFoundError):
+            reg.remove_tenant("nobody")
+    with pytest.raises(ValueError, match="closed"):
+        reg.snapshot()
+    assert region.read_snapshot(region_dir).exists
+
+
+def test_policy_round_trip(region_dir):
+    entry = PolicyEntry(
+        tenant="alice",
+        uid=os.getuid(),
+        mem_limit_bytes=8 * GiB,
+        sm_limit_pct=50,
+        gpus=[PolicyGpuLimit(uuid="GPU-00000000-0000-0000-0000-000000000001", mem_limit_bytes=2 * GiB)],
+    )
+    region.policy_put(entry, region_dir)
+    region.policy_put(PolicyEntry(tenant="bob", mem_limit_bytes=GiB), region_dir)
+    listed = {e.tenant: e for e in region.policy_list(region_dir)}
+    assert listed["alice"] == entry
+    assert listed["bob"].uid is None and listed["bob"].mem_limit_bytes == GiB
+    # Replacing keeps one entry per tenant.
+    region.policy_put(entry.model_copy(update={"sm_limit_pct": 20}), region_dir)
+    listed = {e.tenant: e for e in region.policy_list(region_dir)}
+    assert len(listed) == 2 and listed["alice"].sm_limit_pct == 20
+    region.policy_remove("alice", region_dir)
+    assert [e.tenant for e in region.policy_list(region_dir)] == ["bob"]
+    with pytest.raises(region.FcspError):
+        region.policy_remove("alice", region_dir)
+
+
+def test_version():
+    assert region.fcsp_version()
