@@ -138,6 +138,7 @@
 /* NVML functions fcsp calls but does not wrap: X(symbol, ret, params) */
 #define FCSP_NVML_USED(X)                                                                                           \
     X(nvmlInit_v2, nvmlReturn_t, (void))                                                                            \
-    X(nvmlDeviceGetUUID, nvmlReturn_t, (nvmlDevice_t device, char *uuid, unsigned int length))
+    X(nvmlDeviceGetUUID, nvmlReturn_t, (nvmlDevice_t device, char *uuid, unsigned int length))                   \
+    X(nvmlDeviceGetIndex, nvmlReturn_t, (nvmlDevice_t device, unsigned int *index))
 
 #endif /* FCSP_HOOK_TABLE_H */

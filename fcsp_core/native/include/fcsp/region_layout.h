@@ -139,11 +139,13 @@ struct fcsp_policy_gpu {
  * being written; readers retry until they read the same even value before and after copying. */
 struct fcsp_policy_entry {
     alignas(FCSP_CACHELINE) _Atomic uint32_t seq;
+    uint32_t reserved0;           /* keeps seq alone in the first 8-byte word (readers copy from word 1 on) */
     uint32_t in_use;
+    uint32_t ngpus;               /* used entries of gpu[] */
     int64_t uid;                  /* only processes of this uid may take the entry; -1 = any */
     uint64_t mem_limit_bytes;     /* cap on every GPU without an entry in gpu[]; 0 = no cap */
     uint32_t sm_limit_pct;        /* likewise; 0 = no cap */
-    uint32_t ngpus;               /* used entries of gpu[] */
+    uint32_t reserved1;
     char tenant[FCSP_NAME_LEN];
     struct fcsp_policy_gpu gpu[FCSP_MAX_GPUS];
 };

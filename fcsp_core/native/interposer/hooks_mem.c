@@ -1,0 +1,366 @@
+/* Device memory: every allocation is admitted (or refused with CUDA_ERROR_OUT_OF_MEMORY) before the driver is
+ * asked, rolled back if the driver then fails, and recorded so its free gives the bytes back.
+ *
+ * Stream-ordered allocations are accounted logically: charged at cuMemAlloc(FromPool)Async, given back at
+ * cuMemFreeAsync. A pool may keep freed memory cached, but it only ever holds what it once handed out, which the cap
+ * bounded, so pool trimming and destruction need no accounting of their own (they are hooked to keep every pool
+ * entry point under fcsp and pass straight through). */
+#include <limits.h>
+
+#include "interposer/admission.h"
+#include "interposer/alloc_map.h"
+#include "interposer/gpu_map.h"
+#include "interposer/hook_lookup.h"
+#include "interposer/real_driver.h"
+#include "interposer/state.h"
+
+/* What to do with an allocation call: forward it, enforce caps, or refuse (fail-closed). */
+enum gate { GATE_PASS, GATE_ENFORCE, GATE_DENY };
+
+static inline enum gate mem_gate(void)
+{
+    int m = fcsp_mode();
+    if (__builtin_expect(m == FCSP_MODE_ENFORCE, 1))
+        return GATE_ENFORCE;
+    return m == FCSP_MODE_CLOSED ? GATE_DENY : GATE_PASS;
+}
+
+/* After the driver answered an admitted request: keep the charge and remember the key, or roll back. */
+static CUresult commit(CUresult rc, struct fcsp_dev *d, uint64_t size, uint64_t key, enum fcsp_alloc_kind kind,
+                       CUresult (*undo)(uint64_t key))
+{
+    if (rc != CUDA_SUCCESS) {
+        fcsp_release(d, size);
+        return rc;
+    }
+    if (fcsp_map_insert(key, kind, size, d->ordinal) != 0) {
+        /* Cannot attribute its free later: refuse rather than leak accounting. */
+        undo(key);
+        fcsp_release(d, size);
+        return CUDA_ERROR_OUT_OF_MEMORY;
+    }
+    return CUDA_SUCCESS;
+}
+
+/* Give back an allocation the driver has just freed (or re-record it if the driver refused the free). */
+static CUresult uncharge(CUresult rc, uint64_t key, enum fcsp_alloc_kind kind, uint64_t size, int ordinal)
+{
+    struct fcsp_dev *d = fcsp_dev_by_ordinal(ordinal);
+    if (rc == CUDA_SUCCESS) {
+        if (d)
+            fcsp_release(d, size);
+    } else {
+        fcsp_map_insert(key, kind, size, ordinal);
+    }
+    return rc;
+}
+
+static CUresult undo_ptr(uint64_t key)
+{
+    fcsp_pfn_cuMemFree_v2 f = FCSP_REAL(cuMemFree_v2);
+    return f ? f((CUdeviceptr)key) : CUDA_ERROR_NOT_FOUND;
+}
+
+static CUresult undo_vmm(uint64_t key)
+{
+    fcsp_pfn_cuMemRelease f = FCSP_REAL(cuMemRelease);
+    return f ? f((CUmemGenericAllocationHandle)key) : CUDA_ERROR_NOT_FOUND;
+}
+
+static CUresult undo_array(uint64_t key)
+{
+    fcsp_pfn_cuArrayDestroy f = FCSP_REAL(cuArrayDestroy);
+    return f ? f((CUarray)(uintptr_t)key) : CUDA_ERROR_NOT_FOUND;
+}
+
+static CUresult undo_mipmap(uint64_t key)
+{
+    fcsp_pfn_cuMipmappedArrayDestroy f = FCSP_REAL(cuMipmappedArrayDestroy);
+    return f ? f((CUmipmappedArray)(uintptr_t)key) : CUDA_ERROR_NOT_FOUND;
+}
+
+/* The common shape of a linear allocation on the current device. CALL is the driver call, KEY the new pointer. */
+#define ADMIT_CURRENT(real, size, CALL, KEY, KIND, UNDO)                                                            \
+    do {                                                                                                            \
+        if (!(real))                                                                                                \
+            return CUDA_ERROR_NOT_FOUND;                                                                            \
+        enum gate g_ = mem_gate();                                                                                  \
+        if (g_ == GATE_DENY)                                                                                        \
+            return CUDA_ERROR_NOT_PERMITTED;                                                                        \
+        struct fcsp_dev *d_ = g_ == GATE_ENFORCE && (size) > 0 ? fcsp_dev_current() : NULL;                         \
+        if (!d_)                                                                                                    \
+            return CALL;                                                                                            \
+        if (fcsp_admit(d_, (size)) != 0)                                                                            \
+            return CUDA_ERROR_OUT_OF_MEMORY;                                                                        \
+        CUresult rc_ = CALL;                                                                                        \
+        return commit(rc_, d_, (size), rc_ == CUDA_SUCCESS ? (uint64_t)(uintptr_t)(KEY) : 0, KIND, UNDO);                      \
+    } while (0)
+
+/* The common shape of a free: attribute, call the driver, give back. */
+#define UNCHARGE(real, key, KIND, CALL)                                                                             \
+    do {                                                                                                            \
+        if (!(real))                                                                                                \
+            return CUDA_ERROR_NOT_FOUND;                                                                            \
+        uint64_t size_;                                                                                             \
+        int ord_;                                                                                                   \
+        if (fcsp_mode() != FCSP_MODE_ENFORCE || fcsp_map_remove((uint64_t)(key), KIND, &size_, &ord_) != 0)         \
+            return CALL;                                                                                            \
+        return uncharge(CALL, (uint64_t)(key), KIND, size_, ord_);                                                  \
+    } while (0)
+
+/* ---- linear memory ---- */
+
+FCSP_EXPORT CUresult cuMemAlloc_v2(CUdeviceptr *dptr, size_t bytesize)
+{
+    fcsp_pfn_cuMemAlloc_v2 real = FCSP_REAL(cuMemAlloc_v2);
+    ADMIT_CURRENT(real, bytesize, real(dptr, bytesize), *dptr, FCSP_KIND_PTR, undo_ptr);
+}
+
+FCSP_EXPORT CUresult cuMemAlloc(CUdeviceptr_v1 *dptr, unsigned int bytesize)
+{
+    fcsp_pfn_cuMemAlloc real = FCSP_REAL(cuMemAlloc);
+    ADMIT_CURRENT(real, bytesize, real(dptr, bytesize), *dptr, FCSP_KIND_PTR, undo_ptr);
+}
+
+FCSP_EXPORT CUresult cuMemAllocManaged(CUdeviceptr *dptr, size_t bytesize, unsigned int flags)
+{
+    fcsp_pfn_cuMemAllocManaged real = FCSP_REAL(cuMemAllocManaged);
+    ADMIT_CURRENT(real, bytesize, real(dptr, bytesize, flags), *dptr, FCSP_KIND_PTR, undo_ptr);
+}
+
+FCSP_EXPORT CUresult cuMemFree_v2(CUdeviceptr dptr)
+{
+    fcsp_pfn_cuMemFree_v2 real = FCSP_REAL(cuMemFree_v2);
+    UNCHARGE(real, dptr, FCSP_KIND_PTR, real(dptr));
+}
+
+FCSP_EXPORT CUresult cuMemFree(CUdeviceptr_v1 dptr)
+{
+    fcsp_pfn_cuMemFree real = FCSP_REAL(cuMemFree);
+    UNCHARGE(real, dptr, FCSP_KIND_PTR, real(dptr));
+}
+
+/* Pitched allocations: the driver picks the pitch, so admit a conservative estimate (rows rounded up to 512 bytes,
+ * the widest pitch alignment of current GPUs), then settle on the pitch it chose. */
+#define PITCH_ALIGN 512u
+
+static CUresult settle_pitch(struct fcsp_dev *d, uint64_t admitted, uint64_t actual, CUdeviceptr ptr)
+{
+    if (actual < admitted) {
+        fcsp_release(d, admitted - actual);
+    } else if (actual > admitted && fcsp_admit(d, actual - admitted) != 0) {
+        undo_ptr(ptr);
+        fcsp_release(d, admitted);
+        return CUDA_ERROR_OUT_OF_MEMORY;
+    }
+    return commit(CUDA_SUCCESS, d, actual, ptr, FCSP_KIND_PTR, undo_ptr);
+}
+
+static uint64_t pitch_estimate(uint64_t width, uint64_t height)
+{
+    if (!width || !height || width > UINT64_MAX / 2 / height)
+        return 0;
+    return ((width + PITCH_ALIGN - 1) / PITCH_ALIGN) * PITCH_ALIGN * height;
+}
+
+/* Both pitched ABIs: admit the estimate, call, settle. */
+#define PITCH_ALLOC(real, dptr, pPitch, WidthInBytes, Height, ElementSizeBytes)                                    \
+    do {                                                                                                            \
+        if (!(real))                                                                                                \
+            return CUDA_ERROR_NOT_FOUND;                                                                            \
+        enum gate g_ = mem_gate();                                                                                  \
+        if (g_ == GATE_DENY)                                                                                        \
+            return CUDA_ERROR_NOT_PERMITTED;                                                                        \
+        uint64_t est_ = pitch_estimate(WidthInBytes, Height);                                                       \
+        struct fcsp_dev *d_ = g_ == GATE_ENFORCE && est_ && (dptr) && (pPitch) ? fcsp_dev_current() : NULL;         \
+        if (!d_)                                                                                                    \
+            return real(dptr, pPitch, WidthInBytes, Height, ElementSizeBytes);                                      \
+        if (fcsp_admit(d_, est_) != 0)                                                                              \
+            return CUDA_ERROR_OUT_OF_MEMORY;                                                                        \
+        CUresult rc_ = real(dptr, pPitch, WidthInBytes, Height, ElementSizeBytes);                                  \
+        if (rc_ != CUDA_SUCCESS) {                                                                                  \
+            fcsp_release(d_, est_);                                                                                 \
+            return rc_;                                                                                             \
+        }                                                                                                           \
+        return settle_pitch(d_, est_, (uint64_t)*(pPitch) * (Height), *(dptr));                                     \
+    } while (0)
+
+FCSP_EXPORT CUresult cuMemAllocPitch_v2(CUdeviceptr *dptr, size_t *pPitch, size_t WidthInBytes, size_t Height,
+                                        unsigned int ElementSizeBytes)
+{
+    fcsp_pfn_cuMemAllocPitch_v2 real = FCSP_REAL(cuMemAllocPitch_v2);
+    PITCH_ALLOC(real, dptr, pPitch, WidthInBytes, Height, ElementSizeBytes);
+}
+
+FCSP_EXPORT CUresult cuMemAllocPitch(CUdeviceptr_v1 *dptr, unsigned int *pPitch, unsigned int WidthInBytes,
+                                     unsigned int Height, unsigned int ElementSizeBytes)
+{
+    fcsp_pfn_cuMemAllocPitch real = FCSP_REAL(cuMemAllocPitch);
+    PITCH_ALLOC(real, dptr, pPitch, WidthInBytes, Height, ElementSizeBytes);
+}
+
+/* ---- stream-ordered memory ---- */
+
+FCSP_EXPORT CUresult cuMemAllocAsync(CUdeviceptr *dptr, size_t bytesize, CUstream hStream)
+{
+    fcsp_pfn_cuMemAllocAsync real = FCSP_REAL(cuMemAllocAsync);
+    ADMIT_CURRENT(real, bytesize, real(dptr, bytesize, hStream), *dptr, FCSP_KIND_PTR, undo_ptr);
+}
+
+FCSP_EXPORT CUresult cuMemAllocAsync_ptsz(CUdeviceptr *dptr, size_t bytesize, CUstream hStream)
+{
+    fcsp_pfn_cuMemAllocAsync_ptsz real = FCSP_REAL(cuMemAllocAsync_ptsz);
+    ADMIT_CURRENT(real, bytesize, real(dptr, bytesize, hStream), *dptr, FCSP_KIND_PTR, undo_ptr);
+}
+
+FCSP_EXPORT CUresult cuMemAllocFromPoolAsync(CUdeviceptr *dptr, size_t bytesize, CUmemoryPool pool,
+                                             CUstream hStream)
+{
+    fcsp_pfn_cuMemAllocFromPoolAsync real = FCSP_REAL(cuMemAllocFromPoolAsync);
+    ADMIT_CURRENT(real, bytesize, real(dptr, bytesize, pool, hStream), *dptr, FCSP_KIND_PTR, undo_ptr);
+}
+
+FCSP_EXPORT CUresult cuMemAllocFromPoolAsync_ptsz(CUdeviceptr *dptr, size_t bytesize, CUmemoryPool pool,
+                                                  CUstream hStream)
+{
+    fcsp_pfn_cuMemAllocFromPoolAsync_ptsz real = FCSP_REAL(cuMemAllocFromPoolAsync_ptsz);
+    ADMIT_CURRENT(real, bytesize, real(dptr, bytesize, pool, hStream), *dptr, FCSP_KIND_PTR, undo_ptr);
+}
+
+FCSP_EXPORT CUresult cuMemFreeAsync(CUdeviceptr dptr, CUstream hStream)
+{
+    fcsp_pfn_cuMemFreeAsync real = FCSP_REAL(cuMemFreeAsync);
+    UNCHARGE(real, dptr, FCSP_KIND_PTR, real(dptr, hStream));
+}
+
+FCSP_EXPORT CUresult cuMemFreeAsync_ptsz(CUdeviceptr dptr, CUstream hStream)
+{
+    fcsp_pfn_cuMemFreeAsync_ptsz real = FCSP_REAL(cuMemFreeAsync_ptsz);
+    UNCHARGE(real, dptr, FCSP_KIND_PTR, real(dptr, hStream));
+}
+
+FCSP_EXPORT CUresult cuMemPoolTrimTo(CUmemoryPool pool, size_t minBytesToKeep)
+{
+    fcsp_pfn_cuMemPoolTrimTo real = FCSP_REAL(cuMemPoolTrimTo);
+    return real ? real(pool, minBytesToKeep) : CUDA_ERROR_NOT_FOUND;
+}
+
+FCSP_EXPORT CUresult cuMemPoolDestroy(CUmemoryPool pool)
+{
+    fcsp_pfn_cuMemPoolDestroy real = FCSP_REAL(cuMemPoolDestroy);
+    return real ? real(pool) : CUDA_ERROR_NOT_FOUND;
+}
+
+/* ---- virtual memory management: physical memory is charged at cuMemCreate, given back at cuMemRelease ---- */
+
+FCSP_EXPORT CUresult cuMemCreate(CUmemGenericAllocationHandle *handle, size_t size, const CUmemAllocationProp *prop,
+                                 unsigned long long flags)
+{
+    fcsp_pfn_cuMemCreate real = FCSP_REAL(cuMemCreate);
+    if (!real)
+        return CUDA_ERROR_NOT_FOUND;
+    enum gate g = mem_gate();
+    if (g == GATE_DENY)
+        return CUDA_ERROR_NOT_PERMITTED;
+    struct fcsp_dev *d = NULL;
+    if (g == GATE_ENFORCE && size > 0 && handle && prop && prop->location.type == CU_MEM_LOCATION_TYPE_DEVICE)
+        d = fcsp_dev_by_ordinal(prop->location.id);
+    if (!d)
+        return real(handle, size, prop, flags);
+    if (fcsp_admit(d, size) != 0)
+        return CUDA_ERROR_OUT_OF_MEMORY;
+    CUresult rc = real(handle, size, prop, flags);
+    return commit(rc, d, size, rc == CUDA_SUCCESS ? *handle : 0, FCSP_KIND_VMM, undo_vmm);
+}
+
+FCSP_EXPORT CUresult cuMemRelease(CUmemGenericAllocationHandle handle)
+{
+    fcsp_pfn_cuMemRelease real = FCSP_REAL(cuMemRelease);
+    UNCHARGE(real, handle, FCSP_KIND_VMM, real(handle));
+}
+
+/* ---- arrays ---- */
+
+static uint64_t format_bytes(CUarray_format f)
+{
+    switch (f) {
+    case CU_AD_FORMAT_UNSIGNED_INT8:
+    case CU_AD_FORMAT_SIGNED_INT8:
+        return 1;
+    case CU_AD_FORMAT_UNSIGNED_INT16:
+    case CU_AD_FORMAT_SIGNED_INT16:
+    case CU_AD_FORMAT_HALF:
+        return 2;
+    default:
+        return 4; /* 32-bit formats; other (packed, compressed) formats are at most this per channel */
+    }
+}
+
+static uint64_t array_bytes(uint64_t w, uint64_t h, uint64_t depth, CUarray_format f, unsigned channels)
+{
+    h = h ? h : 1;
+    depth = depth ? depth : 1;
+    return w * h * depth * (channels ? channels : 1) * format_bytes(f);
+}
+
+FCSP_EXPORT CUresult cuArrayCreate_v2(CUarray *pHandle, const CUDA_ARRAY_DESCRIPTOR *desc)
+{
+    fcsp_pfn_cuArrayCreate_v2 real = FCSP_REAL(cuArrayCreate_v2);
+    uint64_t bytes = desc && pHandle ? array_bytes(desc->Width, desc->Height, 1, desc->Format, desc->NumChannels) : 0;
+    ADMIT_CURRENT(real, bytes, real(pHandle, desc), *pHandle, FCSP_KIND_ARRAY, undo_array);
+}
+
+FCSP_EXPORT CUresult cuArrayCreate(CUarray *pHandle, const CUDA_ARRAY_DESCRIPTOR_v1 *desc)
+{
+    fcsp_pfn_cuArrayCreate real = FCSP_REAL(cuArrayCreate);
+    uint64_t bytes = desc && pHandle ? array_bytes(desc->Width, desc->Height, 1, desc->Format, desc->NumChannels) : 0;
+    ADMIT_CURRENT(real, bytes, real(pHandle, desc), *pHandle, FCSP_KIND_ARRAY, undo_array);
+}
+
+FCSP_EXPORT CUresult cuArray3DCreate_v2(CUarray *pHandle, const CUDA_ARRAY3D_DESCRIPTOR *desc)
+{
+    fcsp_pfn_cuArray3DCreate_v2 real = FCSP_REAL(cuArray3DCreate_v2);
+    uint64_t bytes =
+        desc && pHandle ? array_bytes(desc->Width, desc->Height, desc->Depth, desc->Format, desc->NumChannels) : 0;
+    ADMIT_CURRENT(real, bytes, real(pHandle, desc), *pHandle, FCSP_KIND_ARRAY, undo_array);
+}
+
+FCSP_EXPORT CUresult cuArray3DCreate(CUarray *pHandle, const CUDA_ARRAY3D_DESCRIPTOR_v1 *desc)
+{
+    fcsp_pfn_cuArray3DCreate real = FCSP_REAL(cuArray3DCreate);
+    uint64_t bytes =
+        desc && pHandle ? array_bytes(desc->Width, desc->Height, desc->Depth, desc->Format, desc->NumChannels) : 0;
+    ADMIT_CURRENT(real, bytes, real(pHandle, desc), *pHandle, FCSP_KIND_ARRAY, undo_array);
+}
+
+FCSP_EXPORT CUresult cuArrayDestroy(CUarray hArray)
+{
+    fcsp_pfn_cuArrayDestroy real = FCSP_REAL(cuArrayDestroy);
+    UNCHARGE(real, (uintptr_t)hArray, FCSP_KIND_ARRAY, real(hArray));
+}
+
+static uint64_t mipmap_bytes(const CUDA_ARRAY3D_DESCRIPTOR *d, unsigned levels)
+{
+    uint64_t total = 0, w = d->Width, h = d->Height, z = d->Depth;
+    for (unsigned l = 0; l < (levels ? levels : 1); l++) {
+        total += array_bytes(w, h, z, d->Format, d->NumChannels);
+        w = w > 1 ? w / 2 : 1;
+        h = h > 1 ? h / 2 : h;
+        z = z > 1 ? z / 2 : z;
+    }
+    return total;
+}
+
+FCSP_EXPORT CUresult cuMipmappedArrayCreate(CUmipmappedArray *pHandle, const CUDA_ARRAY3D_DESCRIPTOR *desc,
+                                            unsigned int numMipmapLevels)
+{
+    fcsp_pfn_cuMipmappedArrayCreate real = FCSP_REAL(cuMipmappedArrayCreate);
+    uint64_t bytes = desc && pHandle ? mipmap_bytes(desc, numMipmapLevels) : 0;
+    ADMIT_CURRENT(real, bytes, real(pHandle, desc, numMipmapLevels), *pHandle, FCSP_KIND_MIPMAP, undo_mipmap);
+}
+
+FCSP_EXPORT CUresult cuMipmappedArrayDestroy(CUmipmappedArray hMipmappedArray)
+{
+    fcsp_pfn_cuMipmappedArrayDestroy real = FCSP_REAL(cuMipmappedArrayDestroy);
+    UNCHARGE(real, (uintptr_t)hMipmappedArray, FCSP_KIND_MIPMAP, real(hMipmappedArray));
+}

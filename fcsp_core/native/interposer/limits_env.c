@@ -1,0 +1,149 @@
+#include "interposer/limits_env.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "common/log.h"
+#include "fcsp/fcsp_api.h"
+
+static int read_mem(const char *var, struct fcsp_mem_spec *out)
+{
+    const char *v = getenv(var);
+    if (!v)
+        return 0;
+    char err[FCSP_ERR_LEN];
+    if (fcsp_parse_mem_limit(v, &out->bytes, &out->percent, err, sizeof err) != FCSP_OK) {
+        fcsp_log(FCSP_LOG_ERROR, "%s=%s: %s", var, v, err);
+        return -1;
+    }
+    out->set = 1;
+    return 1;
+}
+
+static int read_sm(const char *var, uint32_t *out)
+{
+    const char *v = getenv(var);
+    if (!v)
+        return 0;
+    char err[FCSP_ERR_LEN];
+    if (fcsp_parse_sm_limit(v, out, err, sizeof err) != FCSP_OK) {
+        fcsp_log(FCSP_LOG_ERROR, "%s=%s: %s", var, v, err);
+        return -1;
+    }
+    return 1;
+}
+
+int fcsp_config_from_env(struct fcsp_config *c)
+{
+    memset(c, 0, sizeof *c);
+    int bad = 0, rc;
+    c->scheduler = getenv("FCSP_SCHEDULER") && *getenv("FCSP_SCHEDULER");
+    c->on_failure = c->scheduler ? FCSP_ON_FAILURE_FAIL : FCSP_ON_FAILURE_PASSTHROUGH;
+    const char *pol = getenv("FCSP_ON_INIT_FAILURE");
+    if (pol) {
+        if (!strcmp(pol, "fail"))
+            c->on_failure = FCSP_ON_FAILURE_FAIL;
+        else if (!strcmp(pol, "passthrough"))
+            c->on_failure = FCSP_ON_FAILURE_PASSTHROUGH;
+        else {
+            fcsp_log(FCSP_LOG_ERROR, "FCSP_ON_INIT_FAILURE=%s: not valid: use fail or passthrough", pol);
+            bad = 1;
+        }
+    }
+    const char *t = getenv("FCSP_TENANT");
+    if (t && *t) {
+        size_t len = strlen(t);
+        int ok = len < FCSP_NAME_LEN;
+        for (size_t i = 0; ok && i < len; i++)
+            ok = t[i] > ' ' && t[i] < 0x7f;
+        if (!ok) {
+            fcsp_log(FCSP_LOG_ERROR, "FCSP_TENANT=%s: not valid: use 1 to %d printable characters without spaces", t,
+                     FCSP_NAME_LEN - 1);
+            bad = 1;
+        } else {
+            memcpy(c->tenant, t, len + 1);
+            c->tenant_from_env = 1;
+        }
+    }
+    if (!c->tenant_from_env)
+        snprintf(c->tenant, sizeof c->tenant, "proc-%d", (int)getpid());
+
+    if ((rc = read_mem("FCSP_MEM_LIMIT", &c->mem_all)) < 0)
+        bad = 1;
+    c->any_env_limit |= rc > 0;
+    if ((rc = read_sm("FCSP_SM_LIMIT", &c->sm_all)) < 0)
+        bad = 1;
+    c->any_env_limit |= rc > 0;
+    for (int i = 0; i < FCSP_MAX_GPUS; i++) {
+        char var[32];
+        snprintf(var, sizeof var, "FCSP_MEM_LIMIT_%d", i);
+        if ((rc = read_mem(var, &c->mem_dev[i])) < 0)
+            bad = 1;
+        c->any_env_limit |= rc > 0;
+        snprintf(var, sizeof var, "FCSP_SM_LIMIT_%d", i);
+        if ((rc = read_sm(var, &c->sm_dev[i])) < 0)
+            bad = 1;
+        c->any_env_limit |= rc > 0;
+    }
+    return bad ? -1 : 0;
+}
+
+int fcsp_config_active(const struct fcsp_config *c)
+{
+    return c->tenant_from_env || c->any_env_limit || c->scheduler;
+}
+
+static uint64_t resolve_mem(const struct fcsp_mem_spec *s, uint64_t total)
+{
+    if (!s->set)
+        return 0;
+    if (s->bytes)
+        return s->bytes;
+    return (uint64_t)((double)total * s->percent / 100.0);
+}
+
+static uint64_t min_cap(uint64_t a, uint64_t b)
+{
+    if (!a)
+        return b;
+    if (!b)
+        return a;
+    return a < b ? a : b;
+}
+
+void fcsp_limits_for_gpu(const struct fcsp_config *c, const struct fcsp_policy_entry *policy, const char *uuid,
+                         int ordinal, uint64_t total_bytes, uint64_t *mem_limit, uint32_t *sm_limit)
+{
+    const struct fcsp_mem_spec *ms = &c->mem_all;
+    uint32_t env_sm = c->sm_all;
+    if (ordinal >= 0 && ordinal < FCSP_MAX_GPUS) {
+        if (c->mem_dev[ordinal].set)
+            ms = &c->mem_dev[ordinal];
+        if (c->sm_dev[ordinal])
+            env_sm = c->sm_dev[ordinal];
+    }
+    uint64_t env_mem = resolve_mem(ms, total_bytes);
+    uint64_t mem = 0;
+    uint32_t sm = 0;
+    if (policy) {
+        mem = policy->mem_limit_bytes;
+        sm = policy->sm_limit_pct;
+        for (uint32_t g = 0; g < policy->ngpus && g < FCSP_MAX_GPUS; g++) {
+            if (strncmp(policy->gpu[g].uuid, uuid, FCSP_UUID_LEN) == 0) {
+                mem = policy->gpu[g].mem_limit_bytes;
+                sm = policy->gpu[g].sm_limit_pct;
+                break;
+            }
+        }
+        /* The environment may lower a scheduler's limit, never raise it. */
+        mem = min_cap(mem, env_mem);
+        sm = (uint32_t)min_cap(sm, env_sm);
+    } else {
+        mem = env_mem;
+        sm = env_sm;
+    }
+    *mem_limit = mem;
+    *sm_limit = sm;
+}

@@ -1,0 +1,41 @@
+/* Configuration from the environment (standalone use) and the effective limits of this process's tenant. */
+#ifndef FCSP_LIMITS_ENV_H
+#define FCSP_LIMITS_ENV_H
+
+#include <stdint.h>
+
+#include "fcsp/limits.h"
+#include "fcsp/region_layout.h"
+
+struct fcsp_mem_spec {
+    int set;
+    uint64_t bytes;  /* absolute, or 0 when percent is used */
+    double percent;  /* of the GPU's physical memory */
+};
+
+enum fcsp_on_failure { FCSP_ON_FAILURE_PASSTHROUGH = 0, FCSP_ON_FAILURE_FAIL = 1 };
+
+struct fcsp_config {
+    char tenant[FCSP_NAME_LEN]; /* FCSP_TENANT, or "proc-<pid>" */
+    int tenant_from_env;
+    int scheduler;              /* FCSP_SCHEDULER set: limits must come from the policy table */
+    int on_failure;             /* enum fcsp_on_failure */
+    int any_env_limit;
+    struct fcsp_mem_spec mem_all;                 /* FCSP_MEM_LIMIT */
+    struct fcsp_mem_spec mem_dev[FCSP_MAX_GPUS];  /* FCSP_MEM_LIMIT_<ordinal> */
+    uint32_t sm_all;                              /* FCSP_SM_LIMIT, 0 = none */
+    uint32_t sm_dev[FCSP_MAX_GPUS];               /* FCSP_SM_LIMIT_<ordinal> */
+};
+
+/* Reads FCSP_* variables. Each invalid value is reported on stderr in one line naming the variable, the value and
+ * what is accepted; returns -1 if any was invalid (the caller then applies the failure policy). */
+int fcsp_config_from_env(struct fcsp_config *c);
+
+/* Whether fcsp has anything to enforce or account for in this process (else it stays inert). */
+int fcsp_config_active(const struct fcsp_config *c);
+
+/* Effective limits for one GPU: the policy entry (if any) wins; the environment may only lower it. */
+void fcsp_limits_for_gpu(const struct fcsp_config *c, const struct fcsp_policy_entry *policy, const char *uuid,
+                         int ordinal, uint64_t total_bytes, uint64_t *mem_limit, uint32_t *sm_limit);
+
+#endif

@@ -1,0 +1,291 @@
+#include "interposer/proc_slot.h"
+
+#include <errno.h>
+#include <pthread.h>
+#include <signal.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "common/clock.h"
+#include "common/log.h"
+#include "fcsp/fcsp_api.h"
+#include "interposer/gpu_map.h"
+#include "interposer/state.h"
+
+/* How long a reclaim waits for a tenant's live processes to leave their accounting windows. */
+#define RECLAIM_QUIESCE_MS 500
+
+static void sleep_us(long us)
+{
+    struct timespec ts = {.tv_sec = 0, .tv_nsec = us * 1000L};
+    nanosleep(&ts, NULL);
+}
+
+/* Under the lock. Drop one process from a tenant; an ephemeral tenant goes with its last process. */
+static void tenant_leave(struct fcsp_region *r, int tenant_idx)
+{
+    struct fcsp_tenant *t = &r->tenants[tenant_idx];
+    /* relaxed: nprocs is only changed under the region lock; readers (status) only display it */
+    uint32_t n = atomic_load_explicit(&t->nprocs, memory_order_relaxed);
+    if (n > 0)
+        atomic_store_explicit(&t->nprocs, --n, memory_order_relaxed);
+    if (n == 0 && (t->flags & FCSP_TENANT_EPHEMERAL)) {
+        /* release: a snapshot that sees FREE must not see the old counters as live */
+        atomic_store_explicit(&t->state, FCSP_TENANT_FREE, memory_order_release);
+        fcsp_region_bump_topology(r);
+    }
+}
+
+int fcsp_proc_is_dead(const struct fcsp_proc *p)
+{
+    return !fcsp_proc_alive(p->pid, p->start_time);
+}
+
+long long fcsp_reclaim_slot(struct fcsp_region *r, int proc_idx)
+{
+    struct fcsp_proc *p = &r->procs[proc_idx];
+    /* acquire: pairs with the owner's release store of LIVE, so pid/tenant/start_time are its own */
+    if (atomic_load_explicit(&p->state, memory_order_acquire) != FCSP_PROC_LIVE)
+        return 0;
+    atomic_store_explicit(&p->state, FCSP_PROC_REAPING, memory_order_relaxed); /* under the lock: no claimant */
+    struct fcsp_tenant *t = &r->tenants[p->tenant];
+    long long released = 0;
+    /* acquire: pairs with the owner's release decrement, so its counter updates before that are visible */
+    if (atomic_load_explicit(&p->in_op, memory_order_acquire) == 0) {
+        /* It died outside every accounting window: its slot counters are exactly what it held. */
+        for (int g = 0; g < FCSP_MAX_GPUS; g++) {
+            uint64_t u = atomic_load_explicit(&p->used_bytes[g], memory_order_relaxed);
+            if (!u)
+                continue;
+            /* relaxed: plain counter arithmetic, no data published through it */
+            atomic_fetch_sub_explicit(&t->gpu[g].used_bytes, u, memory_order_relaxed);
+            released += (long long)u;
+        }
+    } else {
+        /* It died between charging the tenant and recording the charge in its slot (or the reverse): the two
+         * disagree. Close the tenant's gate, wait until no live process of the tenant is inside a window, and
+         * recompute the tenant's counters from the live slots, which are then exact. */
+        uint64_t deadline = fcsp_now_ms() + RECLAIM_QUIESCE_MS;
+        /* seq_cst: Dekker pair with op_enter's seq_cst increment of in_op and load of the gate */
+        atomic_store_explicit(&t->reap_gate_ms, fcsp_now_ms() | 1u, memory_order_seq_cst);
+        for (int i = 0; i < FCSP_MAX_PROCS; i++) {
+            struct fcsp_proc *q = &r->procs[i];
+            if (i == proc_idx || atomic_load_explicit(&q->state, memory_order_acquire) != FCSP_PROC_LIVE ||
+                q->tenant != p->tenant)
+                continue;
+            while (atomic_load_explicit(&q->in_op, memory_order_seq_cst) != 0) {
+                if (fcsp_now_ms() > deadline || fcsp_proc_is_dead(q)) {
+                    /* release: reopen the gate; a later attach or the node daemon retries */
+                    atomic_store_explicit(&t->reap_gate_ms, 0, memory_order_release);
+                    atomic_store_explicit(&p->state, FCSP_PROC_LIVE, memory_order_relaxed);
+                    return -1;
+                }
+                sleep_us(50);
+            }
+        }
+        for (int g = 0; g < FCSP_MAX_GPUS; g++) {
+            uint64_t sum = 0;
+            for (int i = 0; i < FCSP_MAX_PROCS; i++) {
+                struct fcsp_proc *q = &r->procs[i];
+                if (i != proc_idx && q->tenant == p->tenant &&
+                    atomic_load_explicit(&q->state, memory_order_acquire) == FCSP_PROC_LIVE)
+                    sum += atomic_load_explicit(&q->used_bytes[g], memory_order_relaxed);
+            }
+            uint64_t before = atomic_load_explicit(&t->gpu[g].used_bytes, memory_order_relaxed);
+            atomic_store_explicit(&t->gpu[g].used_bytes, sum, memory_order_relaxed);
+            if (before > sum)
+                released += (long long)(before - sum);
+        }
+        /* release: admissions that resume see the recomputed counters */
+        atomic_store_explicit(&t->reap_gate_ms, 0, memory_order_release);
+    }
+    for (int g = 0; g < FCSP_MAX_GPUS; g++)
+        atomic_store_explicit(&p->used_bytes[g], 0, memory_order_relaxed);
+    atomic_store_explicit(&p->in_op, 0, memory_order_relaxed);
+    int tenant_idx = (int)p->tenant;
+    /* release: whoever claims the slot next (acquire) sees it cleared */
+    atomic_store_explicit(&p->state, FCSP_PROC_FREE, memory_order_release);
+    tenant_leave(r, tenant_idx);
+    fcsp_region_bump_topology(r);
+    fcsp_log(FCSP_LOG_INFO, "reclaimed process %d of tenant %s: %lld bytes released", (int)p->pid,
+             r->tenants[tenant_idx].name, released);
+    return released;
+}
+
+/* Under the lock: find the tenant by name, or create it. */
+static int tenant_join(struct fcsp_region *r, const struct fcsp_config *cfg, int policy_managed)
+{
+    int free_idx = -1;
+    for (int i = 0; i < FCSP_MAX_TENANTS; i++) {
+        struct fcsp_tenant *t = &r->tenants[i];
+        uint32_t st = atomic_load_explicit(&t->state, memory_order_acquire);
+        if (st == FCSP_TENANT_ACTIVE && strncmp(t->name, cfg->tenant, FCSP_NAME_LEN) == 0) {
+            atomic_store_explicit(&t->nprocs, atomic_load_explicit(&t->nprocs, memory_order_relaxed) + 1,
+                                  memory_order_relaxed);
+            return i;
+        }
+        if (st == FCSP_TENANT_FREE && free_idx < 0)
+            free_idx = i;
+    }
+    if (free_idx < 0)
+        return FCSP_EFULL;
+    struct fcsp_tenant *t = &r->tenants[free_idx];
+    for (int g = 0; g < FCSP_MAX_GPUS; g++) {
+        atomic_store_explicit(&t->gpu[g].used_bytes, 0, memory_order_relaxed);
+        atomic_store_explicit(&t->gpu[g].limit_bytes, 0, memory_order_relaxed);
+        atomic_store_explicit(&t->gpu[g].peak_bytes, 0, memory_order_relaxed);
+        atomic_store_explicit(&t->gpu[g].refused_total, 0, memory_order_relaxed);
+        atomic_store_explicit(&t->gpu[g].sm_limit_pct, 0, memory_order_relaxed);
+    }
+    atomic_store_explicit(&t->reap_gate_ms, 0, memory_order_relaxed);
+    atomic_store_explicit(&t->nprocs, 1, memory_order_relaxed);
+    t->flags = policy_managed ? FCSP_TENANT_POLICY : FCSP_TENANT_EPHEMERAL;
+    t->uid = (uint32_t)getuid();
+    t->created_ns = fcsp_realtime_ns();
+    memset(t->name, 0, sizeof t->name);
+    memcpy(t->name, cfg->tenant, strnlen(cfg->tenant, FCSP_NAME_LEN - 1));
+    /* release: a reader that sees ACTIVE (acquire) sees the name, flags and zeroed counters */
+    atomic_store_explicit(&t->state, FCSP_TENANT_ACTIVE, memory_order_release);
+    return free_idx;
+}
+
+int fcsp_attach(struct fcsp_region_map *m, const struct fcsp_config *cfg, int policy_managed, int *tenant_idx,
+                int *proc_idx, char *err, size_t errlen)
+{
+    if (!m->writable)
+        return fcsp_err(err, errlen, FCSP_EPERM, "region %s is read-only for this user", m->path);
+    if (fcsp_region_lock(m) != FCSP_OK)
+        return fcsp_err(err, errlen, FCSP_EBUSY, "region %s: timed out waiting for its lock", m->path);
+    struct fcsp_region *r = m->r;
+    pid_t me = getpid();
+    uint64_t my_start = fcsp_proc_start_time(me);
+    /* Reclaim the dead slots we meet (nothing leaks forever without a daemon), including our own pre-exec image's:
+     * same PID and start time, but its CUDA state died with the exec. */
+    int free_idx = -1;
+    for (int i = 0; i < FCSP_MAX_PROCS; i++) {
+        struct fcsp_proc *p = &r->procs[i];
+        uint32_t st = atomic_load_explicit(&p->state, memory_order_acquire);
+        if (st == FCSP_PROC_LIVE && ((p->pid == me && p->start_time == my_start) || fcsp_proc_is_dead(p)))
+            if (fcsp_reclaim_slot(r, i) >= 0)
+                st = FCSP_PROC_FREE;
+        if (st == FCSP_PROC_FREE && free_idx < 0)
+            free_idx = i;
+    }
+    int t = tenant_join(r, cfg, policy_managed);
+    if (t < 0) {
+        fcsp_region_unlock(m);
+        return fcsp_err(err, errlen, FCSP_EFULL, "region %s: all %d tenant slots are in use", m->path,
+                        FCSP_MAX_TENANTS);
+    }
+    if (free_idx < 0) {
+        tenant_leave(r, t);
+        fcsp_region_unlock(m);
+        return fcsp_err(err, errlen, FCSP_EFULL, "region %s: all %d process slots are in use", m->path,
+                        FCSP_MAX_PROCS);
+    }
+    struct fcsp_proc *p = &r->procs[free_idx];
+    p->pid = me;
+    p->start_time = my_start;
+    p->tenant = (uint32_t)t;
+    for (int g = 0; g < FCSP_MAX_GPUS; g++)
+        atomic_store_explicit(&p->used_bytes[g], 0, memory_order_relaxed);
+    atomic_store_explicit(&p->in_op, 0, memory_order_relaxed);
+    atomic_store_explicit(&p->heartbeat_ms, fcsp_now_ms(), memory_order_relaxed);
+    /* release: a reader that sees LIVE (acquire) sees pid, start time and tenant */
+    atomic_store_explicit(&p->state, FCSP_PROC_LIVE, memory_order_release);
+    fcsp_region_bump_topology(r);
+    fcsp_region_unlock(m);
+    *tenant_idx = t;
+    *proc_idx = free_idx;
+    return FCSP_OK;
+}
+
+void fcsp_detach(struct fcsp_region_map *m, int tenant_idx, int proc_idx)
+{
+    struct fcsp_region *r = m->r;
+    struct fcsp_proc *p = &r->procs[proc_idx];
+    /* acquire: pairs with the release decrements of our own threads' op_exit */
+    if (atomic_load_explicit(&p->in_op, memory_order_acquire) != 0) {
+        /* Another thread is inside an accounting window while we exit: leave the slot to a reaper, which will
+         * recompute the tenant exactly once we are gone. */
+        return;
+    }
+    if (fcsp_region_lock(m) != FCSP_OK)
+        return; /* a later attach or the daemon reclaims it */
+    struct fcsp_tenant *t = &r->tenants[tenant_idx];
+    for (int g = 0; g < FCSP_MAX_GPUS; g++) {
+        uint64_t u = atomic_exchange_explicit(&p->used_bytes[g], 0, memory_order_relaxed);
+        if (u) /* relaxed: plain counter arithmetic */
+            atomic_fetch_sub_explicit(&t->gpu[g].used_bytes, u, memory_order_relaxed);
+    }
+    /* release: the next claimant sees the cleared slot */
+    atomic_store_explicit(&p->state, FCSP_PROC_FREE, memory_order_release);
+    tenant_leave(r, tenant_idx);
+    fcsp_region_bump_topology(r);
+    fcsp_region_unlock(m);
+}
+
+/* ---- heartbeat ---- */
+
+#define HEARTBEAT_MS 100
+
+static _Atomic int hb_stop;
+static _Atomic int hb_running;
+
+static void *heartbeat_main(void *arg)
+{
+    (void)arg;
+    /* relaxed: the stop flag orders nothing; the thread only has to notice it eventually */
+    while (!atomic_load_explicit(&hb_stop, memory_order_relaxed)) {
+        struct fcsp_proc *p = fcsp_g.proc;
+        if (p) /* relaxed: a liveness timestamp, nothing is published with it */
+            atomic_store_explicit(&p->heartbeat_ms, fcsp_now_ms(), memory_order_relaxed);
+        struct fcsp_policy_entry e;
+        int has;
+        if (fcsp_policy_poll(&e, &has))
+            fcsp_devs_apply_policy(&e, has);
+        struct timespec ts = {.tv_sec = 0, .tv_nsec = HEARTBEAT_MS * 1000000L};
+        nanosleep(&ts, NULL);
+    }
+    atomic_store_explicit(&hb_running, 0, memory_order_relaxed);
+    return NULL;
+}
+
+void fcsp_heartbeat_start(void)
+{
+    int expected = 0;
+    /* relaxed: only elects the one starter */
+    if (!atomic_compare_exchange_strong_explicit(&hb_running, &expected, 1, memory_order_relaxed,
+                                                 memory_order_relaxed))
+        return;
+    atomic_store_explicit(&hb_stop, 0, memory_order_relaxed);
+    /* The thread takes no signals: they stay with the application's threads. */
+    sigset_t all, old;
+    sigfillset(&all);
+    pthread_sigmask(SIG_SETMASK, &all, &old);
+    pthread_attr_t attr;
+    pthread_attr_init(&attr);
+    pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
+    pthread_attr_setstacksize(&attr, 256 * 1024);
+    pthread_t th;
+    int rc = pthread_create(&th, &attr, heartbeat_main, NULL);
+    pthread_attr_destroy(&attr);
+    pthread_sigmask(SIG_SETMASK, &old, NULL);
+    if (rc != 0) {
+        atomic_store_explicit(&hb_running, 0, memory_order_relaxed);
+        fcsp_log(FCSP_LOG_WARN, "cannot start the heartbeat thread (%s): live limit changes will not apply",
+                 strerror(rc));
+    }
+}
+
+void fcsp_heartbeat_stop(void)
+{
+    atomic_store_explicit(&hb_stop, 1, memory_order_relaxed);
+}
+
+void fcsp_heartbeat_forget(void)
+{
+    atomic_store_explicit(&hb_running, 0, memory_order_relaxed);
+    atomic_store_explicit(&hb_stop, 0, memory_order_relaxed);
+}
