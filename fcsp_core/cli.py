@@ -266,18 +266,25 @@ def _command(args: argparse.Namespace, name: str) -> list[str]:
     return command
 
 
+def _c_message(cmd: str, option: str, text: str, exc: ValueError) -> str:
+    """One line for a value a parser refused: its message quotes the value and says what is accepted."""
+    if f"'{text}'" in str(exc):
+        return f"fcsp {cmd}: {option}: {exc}"
+    return f"fcsp {cmd}: {option} {text!r}: {exc}"
+
+
 def _mem_option(cmd: str, text: str) -> MemLimit:
     try:
         return parse_mem_limit(text)
     except ValueError as exc:
-        raise UsageError(f"fcsp {cmd}: --mem {text!r} is invalid: {exc}") from None
+        raise UsageError(_c_message(cmd, "--mem", text, exc)) from None
 
 
 def _sm_option(cmd: str, text: str) -> int:
     try:
         return parse_sm_limit(text)
     except ValueError as exc:
-        raise UsageError(f"fcsp {cmd}: --sm {text!r} is invalid: {exc}") from None
+        raise UsageError(_c_message(cmd, "--sm", text, exc)) from None
 
 
 def _gpu_option(values: Sequence[str]) -> list[int]:
@@ -318,7 +325,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     try:
         check_tenant_name(tenant)
     except ValueError as exc:
-        raise UsageError(f"fcsp run: --tenant {tenant!r} is invalid: {exc}") from None
+        raise UsageError(_c_message("run", "--tenant", tenant, exc)) from None
     command = _command(args, "run")
     limits = TenantLimits(tenant=tenant, mem_limit=mem, sm_limit_pct=sm)
     env = launch.tenant_env(os.environ, limits, paths.libfcsp_path(), gpus)
@@ -340,7 +347,7 @@ def cmd_sim(args: argparse.Namespace) -> int:
         try:
             mem_bytes = parse_size_bytes(args.mem)
         except ValueError as exc:
-            raise UsageError(f"fcsp sim: --mem {args.mem!r} is invalid: {exc}") from None
+            raise UsageError(_c_message("sim", "--mem", args.mem, exc)) from None
     gpus = inherited.gpus if args.gpus is None else _int_option("sim", "--gpus", args.gpus, 1, SIM_MAX_GPUS)
     sms = inherited.sms if args.sms is None else _int_option("sim", "--sms", args.sms, 1, SIM_MAX_SMS)
     settings = SimSettings(

@@ -177,9 +177,13 @@ class EnvError(ValueError):
     """An invalid FCSP_* value; str() is one line naming the variable, the value and what is accepted."""
 
     def __init__(self, name: str, value: str, reason: str, accepts: str | None = None) -> None:
-        # The C parsers' messages already say what is accepted; others pass `accepts`.
-        text = f"fcsp: {name}={value!r} is invalid: {reason.rstrip('.')}"
-        super().__init__(f"{text}; accepted: {accepts}" if accepts else text)
+        reason = reason.rstrip(".")
+        if accepts is None and f"'{value}'" in reason:
+            # A C parser's message: it already quotes the value and says what is accepted.
+            super().__init__(f"fcsp: {name}: {reason}")
+        else:
+            text = f"fcsp: {name}={value!r} is invalid: {reason}"
+            super().__init__(f"{text}; accepted: {accepts}" if accepts else text)
         self.name = name
         self.value = value
 
