@@ -226,7 +226,10 @@ class Region:
 
 def read_snapshot(directory: str | os.PathLike[str] | None = None) -> Snapshot:
     """A snapshot of the region in `directory` (default: the node's); an empty one if there is none."""
-    path = _dir_arg(directory)
+    try:
+        path = _dir_arg(directory)
+    except FcspNotFoundError as exc:  # no region directory applies here (not root, no XDG_RUNTIME_DIR)
+        return Snapshot(region_dir="", region_file="", exists=False, note=exc.message)
     try:
         with Region.open(path, create=False) as reg:
             return reg.snapshot()

@@ -40,8 +40,9 @@ def status_text(snapshot: Snapshot) -> str:
     """The snapshot as tables: GPUs, tenants (one row per GPU they use), processes."""
     if not snapshot.exists:
         note = f": {snapshot.note}" if snapshot.note else ""
+        where = f" in {snapshot.region_dir}" if snapshot.region_dir else ""
         return (
-            f"fcsp status: no region in {snapshot.region_dir}{note}\n"
+            f"fcsp status: no region{where}{note}\n"
             "No fcsp job has run on this node with this region directory yet: no GPUs, tenants or processes."
         )
     out = [f"fcsp status: region {snapshot.region_file}", "", "GPUs"]
