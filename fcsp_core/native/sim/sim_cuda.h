@@ -1,0 +1,150 @@
+/* Internals of the simulated libcuda.so.1 shared between its files. */
+#ifndef FCSP_SIM_CUDA_H
+#define FCSP_SIM_CUDA_H
+
+#include <stdint.h>
+
+#include "sim_config.h"
+#include "sim_exports.h"
+#include "sim_map.h"
+#include "sim_state.h"
+
+#define SIM_DRIVER_VERSION 13000
+#define SIM_GRANULARITY (2ULL << 20)
+#define SIM_QUEUE_DEPTH 1024
+
+/* ---- init.c: configuration and the node, valid once cuInit succeeded ---- */
+extern struct sim_config g_sim_cfg;
+extern struct sim_shared *g_sim_sh;
+extern int g_sim_slot; /* this process's row in the process table */
+extern int g_sim_ngpus;
+
+int sim_is_initialized(void);
+CUresult sim_require_init(void);
+CUresult sim_check_device(CUdevice dev); /* init + valid ordinal */
+CUresult sim_charge(int dev, uint64_t bytes); /* CUDA_SUCCESS or CUDA_ERROR_OUT_OF_MEMORY */
+void sim_uncharge(int dev, uint64_t bytes);
+
+/* ---- contexts.c ---- */
+/* The current context of the calling thread and its device: CUDA_ERROR_INVALID_CONTEXT without one. */
+CUresult sim_current(CUcontext *ctx, int *dev);
+/* Device of ctx (NULL: the current context). */
+CUresult sim_ctx_device(CUcontext ctx, int *dev);
+
+/* ---- va.c: fake device address space of this process ---- */
+enum sim_va_region { SIM_VA_LINEAR, SIM_VA_LOW32, SIM_VA_RESERVE, SIM_VA_HANDLE };
+/* Returns an aligned, unused range of the region (for SIM_VA_LINEAR, of GPU dev), or 0 when it is exhausted. */
+uint64_t sim_va_alloc(enum sim_va_region region, int dev, uint64_t size, uint64_t align);
+
+/* ---- allocs.c: every live allocation of this process ---- */
+enum sim_alloc_kind {
+    SIM_ALLOC_MEM,
+    SIM_ALLOC_PITCH,
+    SIM_ALLOC_MANAGED,
+    SIM_ALLOC_ASYNC,
+    SIM_ALLOC_ARRAY,
+    SIM_ALLOC_MIPMAP
+};
+
+struct CUmemPoolHandle_st;
+
+struct sim_alloc {
+    uint64_t addr; /* device address, or the array handle */
+    uint64_t bytes; /* what it costs on the GPU */
+    int dev;
+    enum sim_alloc_kind kind;
+    CUcontext ctx;
+    struct CUmemPoolHandle_st *pool; /* SIM_ALLOC_ASYNC */
+    void *host; /* managed memory is host-backed */
+};
+
+/* Device pointers (linear, pitch, managed, async) */
+extern struct sim_map g_sim_ptrs;
+/* Arrays and mipmapped arrays, by handle */
+extern struct sim_map g_sim_arrays;
+
+/* Charges, records and returns a new allocation; *out gets the address. */
+CUresult sim_alloc_linear(int dev, CUcontext ctx, uint64_t bytes, enum sim_alloc_kind kind, int low32,
+                          uint64_t *out);
+/* Frees a linear/pitch/managed/async allocation by its address (CUDA_ERROR_INVALID_VALUE if unknown). */
+CUresult sim_free_linear(uint64_t addr);
+/* CUDA_SUCCESS if [addr, addr+len) lies in one live allocation or mapping of this process. */
+CUresult sim_check_range(uint64_t addr, uint64_t len);
+/* Frees what ctx owns (cuCtxDestroy, cuDevicePrimaryCtxReset). */
+void sim_free_context_allocs(CUcontext ctx);
+
+/* ---- pools.c ---- */
+CUresult sim_pool_free(struct sim_alloc *a); /* returns an async allocation to its pool */
+
+/* ---- vmm.c ---- */
+int sim_vmm_contains(uint64_t addr, uint64_t len);
+
+/* ---- streams.c / exec.c ---- */
+struct sim_item;
+
+struct CUstream_st {
+    uint32_t magic;
+    int dev;
+    CUcontext ctx;
+    unsigned int flags;
+    int priority;
+    int builtin; /* legacy or per-thread default stream */
+    int destroyed;
+    struct sim_item *head, *tail; /* work not yet placed on the timeline */
+    int pending;
+    int has_placed;
+    int64_t placed_start, placed_end; /* last placed work */
+    struct CUstream_st *next; /* all streams */
+};
+
+enum sim_event_state { SIM_EVENT_NEVER, SIM_EVENT_PENDING, SIM_EVENT_TIMED };
+
+struct CUevent_st {
+    uint32_t magic;
+    unsigned int flags;
+    enum sim_event_state state;
+    int64_t time_ns;
+    uint64_t seq; /* bumped by every record */
+    int refs; /* queued items that point here */
+    int destroyed;
+};
+
+/* Resolves a stream handle (NULL, CU_STREAM_LEGACY, CU_STREAM_PER_THREAD or created); per_thread: the _ptsz
+ * form was called, so NULL means the per-thread stream. */
+CUresult sim_stream_resolve(CUstream h, int per_thread, struct CUstream_st **out);
+
+struct CUstream_st *sim_exec_new_stream(int dev, CUcontext ctx, unsigned int flags, int priority, int builtin);
+void sim_exec_destroy_stream(struct CUstream_st *s);
+/* Queues work of dur_ns that needs nsms SMs (0: a copy, no SMs). Blocks while the stream has
+ * SIM_QUEUE_DEPTH items queued ahead. */
+void sim_exec_enqueue(struct CUstream_st *s, int nsms, int64_t dur_ns);
+void sim_exec_record(struct CUevent_st *ev, struct CUstream_st *s);
+void sim_exec_wait_event(struct CUstream_st *s, struct CUevent_st *ev);
+void sim_exec_sync_stream(struct CUstream_st *s);
+int sim_exec_stream_busy(struct CUstream_st *s);
+void sim_exec_sync_device(int dev);
+void sim_exec_sync_event(struct CUevent_st *ev);
+int sim_exec_event_busy(struct CUevent_st *ev);
+CUresult sim_exec_elapsed(float *ms, struct CUevent_st *a, struct CUevent_st *b);
+void sim_exec_destroy_event(struct CUevent_st *ev);
+
+/* ---- events.c ---- */
+CUresult sim_event_check(CUevent ev); /* init + a live event of this process */
+
+/* ---- modules.c ---- */
+struct CUfunc_st {
+    uint32_t magic;
+    CUmodule mod;
+    char name[SIM_KERNEL_NAME_MAX];
+    double wave_us;
+};
+CUresult sim_function_check(CUfunction f);
+
+#define SIM_MAGIC_CTX 0x43545821u
+#define SIM_MAGIC_STREAM 0x53545221u
+#define SIM_MAGIC_EVENT 0x45564e21u
+#define SIM_MAGIC_POOL 0x504f4f21u
+#define SIM_MAGIC_MODULE 0x4d4f4421u
+#define SIM_MAGIC_FUNC 0x46554e21u
+
+#endif

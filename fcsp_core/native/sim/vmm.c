@@ -1,0 +1,226 @@
+/* Virtual memory management: physical handles (cuMemCreate, charged at creation), address reservations and
+ * mappings. Like the driver, a handle's memory is freed once it is released and no longer mapped. */
+#include <pthread.h>
+#include <stdlib.h>
+
+#include "sim_cuda.h"
+
+struct vmm_handle {
+    uint64_t handle;
+    uint64_t bytes;
+    int dev;
+    int released;
+    int maps;
+};
+
+struct vmm_range {
+    uint64_t addr, bytes;
+    struct vmm_handle *h; /* mappings only */
+};
+
+static pthread_mutex_t g_vmm_mu = PTHREAD_MUTEX_INITIALIZER; /* released/maps of every handle */
+static struct sim_map g_handles = SIM_MAP_INIT; /* live (unreleased) handles */
+static struct sim_map g_reserved = SIM_MAP_INIT; /* reservations by start address */
+static struct sim_map g_mapped = SIM_MAP_INIT; /* mappings by start address */
+
+static CUresult check_prop(const CUmemAllocationProp *prop)
+{
+    if (prop == NULL || prop->type != CU_MEM_ALLOCATION_TYPE_PINNED ||
+        prop->location.type != CU_MEM_LOCATION_TYPE_DEVICE)
+        return CUDA_ERROR_INVALID_VALUE;
+    CUresult rc = sim_check_device(prop->location.id);
+    return rc == CUDA_ERROR_INVALID_DEVICE ? CUDA_ERROR_INVALID_DEVICE : rc;
+}
+
+SIM_EXPORT CUresult cuMemGetAllocationGranularity(size_t *granularity, const CUmemAllocationProp *prop,
+                                                  CUmemAllocationGranularity_flags option)
+{
+    if (granularity == NULL)
+        return CUDA_ERROR_INVALID_VALUE;
+    CUresult rc = check_prop(prop);
+    if (rc != CUDA_SUCCESS)
+        return rc;
+    *granularity = SIM_GRANULARITY;
+    return CUDA_SUCCESS;
+}
+
+SIM_EXPORT CUresult cuMemCreate(CUmemGenericAllocationHandle *handle, size_t size, const CUmemAllocationProp *prop,
+                                unsigned long long flags)
+{
+    CUresult rc = check_prop(prop);
+    if (rc != CUDA_SUCCESS)
+        return rc;
+    if (handle == NULL || size == 0 || size % SIM_GRANULARITY != 0 || flags != 0)
+        return CUDA_ERROR_INVALID_VALUE;
+    struct vmm_handle *h = calloc(1, sizeof *h);
+    if (h == NULL)
+        return CUDA_ERROR_OUT_OF_MEMORY;
+    int dev = prop->location.id;
+    rc = sim_charge(dev, size);
+    if (rc != CUDA_SUCCESS) {
+        free(h);
+        return rc;
+    }
+    h->handle = sim_va_alloc(SIM_VA_HANDLE, 0, 16, 16);
+    h->bytes = size;
+    h->dev = dev;
+    if (h->handle == 0 || sim_map_put(&g_handles, h->handle, h) != 0) {
+        sim_uncharge(dev, size);
+        free(h);
+        return CUDA_ERROR_OUT_OF_MEMORY;
+    }
+    *handle = h->handle;
+    return CUDA_SUCCESS;
+}
+
+/* Frees h if it is released and unmapped. Caller holds g_vmm_mu. */
+static void maybe_free(struct vmm_handle *h)
+{
+    if (h->released && h->maps == 0) {
+        sim_uncharge(h->dev, h->bytes);
+        free(h);
+    }
+}
+
+SIM_EXPORT CUresult cuMemRelease(CUmemGenericAllocationHandle handle)
+{
+    CUresult rc = sim_require_init();
+    if (rc != CUDA_SUCCESS)
+        return rc;
+    struct vmm_handle *h = sim_map_take(&g_handles, handle);
+    if (h == NULL)
+        return CUDA_ERROR_INVALID_VALUE;
+    pthread_mutex_lock(&g_vmm_mu);
+    h->released = 1;
+    maybe_free(h);
+    pthread_mutex_unlock(&g_vmm_mu);
+    return CUDA_SUCCESS;
+}
+
+SIM_EXPORT CUresult cuMemAddressReserve(CUdeviceptr *ptr, size_t size, size_t alignment, CUdeviceptr addr,
+                                        unsigned long long flags)
+{
+    CUresult rc = sim_require_init();
+    if (rc != CUDA_SUCCESS)
+        return rc;
+    if (ptr == NULL || size == 0 || size % SIM_GRANULARITY != 0 || (alignment & (alignment - 1)) != 0)
+        return CUDA_ERROR_INVALID_VALUE;
+    struct vmm_range *r = calloc(1, sizeof *r);
+    if (r == NULL)
+        return CUDA_ERROR_OUT_OF_MEMORY;
+    r->bytes = size;
+    r->addr = sim_va_alloc(SIM_VA_RESERVE, 0, size, alignment > SIM_GRANULARITY ? alignment : SIM_GRANULARITY);
+    if (r->addr == 0 || sim_map_put(&g_reserved, r->addr, r) != 0) {
+        free(r);
+        return CUDA_ERROR_OUT_OF_MEMORY;
+    }
+    *ptr = r->addr; /* the addr hint is not honoured, as the driver may do */
+    return CUDA_SUCCESS;
+}
+
+SIM_EXPORT CUresult cuMemAddressFree(CUdeviceptr ptr, size_t size)
+{
+    CUresult rc = sim_require_init();
+    if (rc != CUDA_SUCCESS)
+        return rc;
+    struct vmm_range *r = sim_map_get(&g_reserved, ptr);
+    if (r == NULL || r->bytes != size)
+        return CUDA_ERROR_INVALID_VALUE;
+    if (sim_map_take(&g_reserved, ptr) != r)
+        return CUDA_ERROR_INVALID_VALUE;
+    free(r);
+    return CUDA_SUCCESS;
+}
+
+struct range_query {
+    uint64_t addr, len;
+};
+
+static int covers(uint64_t key, void *val, void *arg)
+{
+    const struct vmm_range *r = val;
+    const struct range_query *q = arg;
+    (void)key;
+    return q->addr >= r->addr && q->addr - r->addr < r->bytes && q->len <= r->bytes - (q->addr - r->addr);
+}
+
+static int overlaps(uint64_t key, void *val, void *arg)
+{
+    const struct vmm_range *r = val;
+    const struct range_query *q = arg;
+    (void)key;
+    return q->addr < r->addr + r->bytes && r->addr < q->addr + q->len;
+}
+
+int sim_vmm_contains(uint64_t addr, uint64_t len)
+{
+    struct range_query q = {addr, len};
+    return sim_map_find(&g_mapped, covers, &q) != NULL;
+}
+
+SIM_EXPORT CUresult cuMemMap(CUdeviceptr ptr, size_t size, size_t offset, CUmemGenericAllocationHandle handle,
+                             unsigned long long flags)
+{
+    CUresult rc = sim_require_init();
+    if (rc != CUDA_SUCCESS)
+        return rc;
+    struct range_query q = {ptr, size};
+    if (size == 0 || size % SIM_GRANULARITY != 0 || offset != 0 || flags != 0 ||
+        sim_map_find(&g_reserved, covers, &q) == NULL)
+        return CUDA_ERROR_INVALID_VALUE;
+    struct vmm_range *m = calloc(1, sizeof *m);
+    if (m == NULL)
+        return CUDA_ERROR_OUT_OF_MEMORY;
+    pthread_mutex_lock(&g_vmm_mu);
+    struct vmm_handle *h = sim_map_get(&g_handles, handle);
+    if (h == NULL || size > h->bytes || sim_map_find(&g_mapped, overlaps, &q) != NULL) {
+        rc = CUDA_ERROR_INVALID_VALUE;
+    } else {
+        m->addr = ptr;
+        m->bytes = size;
+        m->h = h;
+        if (sim_map_put(&g_mapped, ptr, m) != 0)
+            rc = CUDA_ERROR_OUT_OF_MEMORY;
+        else
+            h->maps++;
+    }
+    pthread_mutex_unlock(&g_vmm_mu);
+    if (rc != CUDA_SUCCESS)
+        free(m);
+    return rc;
+}
+
+SIM_EXPORT CUresult cuMemUnmap(CUdeviceptr ptr, size_t size)
+{
+    CUresult rc = sim_require_init();
+    if (rc != CUDA_SUCCESS)
+        return rc;
+    pthread_mutex_lock(&g_vmm_mu);
+    struct vmm_range *m = sim_map_get(&g_mapped, ptr);
+    if (m == NULL || m->bytes != size) {
+        rc = CUDA_ERROR_INVALID_VALUE;
+    } else {
+        sim_map_take(&g_mapped, ptr);
+        m->h->maps--;
+        maybe_free(m->h);
+        free(m);
+    }
+    pthread_mutex_unlock(&g_vmm_mu);
+    return rc;
+}
+
+SIM_EXPORT CUresult cuMemSetAccess(CUdeviceptr ptr, size_t size, const CUmemAccessDesc *desc, size_t count)
+{
+    CUresult rc = sim_require_init();
+    if (rc != CUDA_SUCCESS)
+        return rc;
+    if (desc == NULL || count == 0 || !sim_vmm_contains(ptr, size))
+        return CUDA_ERROR_INVALID_VALUE;
+    for (size_t i = 0; i < count; i++) {
+        if (desc[i].location.type != CU_MEM_LOCATION_TYPE_DEVICE)
+            return CUDA_ERROR_INVALID_VALUE;
+        if (sim_check_device(desc[i].location.id) != CUDA_SUCCESS)
+            return CUDA_ERROR_INVALID_DEVICE;
+    }
+    return CUDA_SUCCESS;
+}
