@@ -354,8 +354,9 @@ def _run(env: Mapping[str, str], region_dir: Path, probe: Path, lib: Path, start
     problems = [p for r in results for p in check(r)]
     problems += [f"{r.tenant}: pid {r.proc.pid} never reached `hold`" for r in stalled]
     for plan in PLANS:
+        expected_code = 1 if plan.refused else 0  # fcsp-probe exits 1 when a command failed
         for r in runs[plan.name]:
-            if codes[id(r)] != 0:
+            if codes[id(r)] != expected_code:
                 problems.append(f"{plan.name}: fcsp-probe pid {r.proc.pid} exited with {codes[id(r)]}")
     if problems:
         print("fcsp demo: UNEXPECTED:", file=sys.stderr)
