@@ -23,7 +23,7 @@ from pydantic import BaseModel, ConfigDict
 
 from fcsp_core import launch, paths, region, views
 from fcsp_core.config import SimSettings, TenantLimits, parse_mem_limit, parse_size_bytes, read_sim_env
-from fcsp_core.fmt import format_bytes, table
+from fcsp_core.fmt import format_bytes, format_ms, table
 
 READY_TIMEOUT_S = 60.0
 EXIT_TIMEOUT_S = 30.0
@@ -207,7 +207,7 @@ def gpu_environment(force_sim: bool, base: Mapping[str, str], probe: Path) -> It
             print("fcsp demo: using the NVIDIA GPU 0 of this machine")
             yield dict(base)
             return
-        print(f"fcsp demo: no NVIDIA GPU found ({reason}): using the simulated driver")
+        print(f"fcsp demo: no NVIDIA GPU found: using the simulated driver ({reason})")
     else:
         print("fcsp demo: --sim: using the simulated driver")
     inherited = read_sim_env(base)
@@ -354,9 +354,8 @@ def _run(env: Mapping[str, str], region_dir: Path, probe: Path, lib: Path, start
     problems = [p for r in results for p in check(r)]
     problems += [f"{r.tenant}: pid {r.proc.pid} never reached `hold`" for r in stalled]
     for plan in PLANS:
-        expected_code = 1 if plan.refused else 0  # fcsp-probe exits 1 when a command failed
-        for r in runs[plan.name]:
-            if codes[id(r)] != expected_code:
+        for r in runs[plan.name]:  # a refused allocation is a result: fcsp-probe still exits 0
+            if codes[id(r)] != 0:
                 problems.append(f"{plan.name}: fcsp-probe pid {r.proc.pid} exited with {codes[id(r)]}")
     if problems:
         print("fcsp demo: UNEXPECTED:", file=sys.stderr)
@@ -368,6 +367,6 @@ def _run(env: Mapping[str, str], region_dir: Path, probe: Path, lib: Path, start
     print(
         "Every cap held: train and infer got all they asked; greedy's allocation past its cap was refused "
         f"with {OOM}; each tenant saw its cap as the GPU's total memory. "
-        f"({time.monotonic() - start:.1f} s)"
+        f"({format_ms(int((time.monotonic() - start) * 1000))})"
     )
     return 0
