@@ -1,11 +1,13 @@
 """The simulated driver (sim/libcuda.so.1, sim/libnvidia-ml.so.1) driven by fcsp-probe, an unmodified-style
-driver API program: device queries, every allocation family, OOM, cuGetProcAddress, kernel time and contention,
-reaping of killed processes, pynvml, bad configuration.
+driver API program: device queries, every allocation family, OOM, cuGetProcAddress, kernel time and
+contention, reaping of killed processes, pynvml, bad configuration.
 
-Uses FCSP_LIB_DIR (an installed lib dir holding sim/ and fcsp-probe) when set, else builds the targets with cmake.
+Uses FCSP_LIB_DIR (an installed lib dir holding sim/ and fcsp-probe) when set, else builds the targets with
+cmake.
 """
 
 import ctypes
+import json
 import os
 import re
 import shutil
@@ -35,7 +37,16 @@ def sim_build(tmp_path_factory):
         build = tmp_path_factory.mktemp("simbuild")
         subprocess.run(["cmake", "-S", str(ROOT), "-B", str(build)], check=True, capture_output=True)
         subprocess.run(
-            ["cmake", "--build", str(build), "--target", "fcsp_sim_cuda", "fcsp_sim_nvml", "fcsp_probe", "-j2"],
+            [
+                "cmake",
+                "--build",
+                str(build),
+                "--target",
+                "fcsp_sim_cuda",
+                "fcsp_sim_nvml",
+                "fcsp_probe",
+                "-j2",
+            ],
             check=True,
             capture_output=True,
         )
@@ -124,8 +135,10 @@ def test_device_queries(sim):
     env = {"FCSP_SIM_GPUS": "3", "FCSP_SIM_MEM": "8G", "FCSP_SIM_SMS": "100"}
     init, dev, meminfo, total = sim.lines("init", "2", "device", "meminfo", "totalmem", env=env)
     assert init["status"] == "ok" and init["dev"] == "2" and int(init["total_bytes"]) == 8 * GiB
-    assert dev["count"] == "3" and dev["sms"] == "100" and dev["cc"] == "9.0" and dev["threads_per_sm"] == "2048"
-    assert dev["name"] == '"fcsp simulated GPU"'
+    assert (
+        dev["count"] == "3" and dev["sms"] == "100" and dev["cc"] == "9.0" and dev["threads_per_sm"] == "2048"
+    )
+    assert dev["name"] == "fcsp_simulated_GPU"
     assert re.fullmatch(r"GPU-[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}", dev["uuid"])
     assert int(meminfo["free_bytes"]) == int(meminfo["total_bytes"]) == 8 * GiB
     assert int(total["total_bytes"]) == 8 * GiB
@@ -135,9 +148,14 @@ def test_device_queries(sim):
     assert bad.returncode == 1 and "init fail err=CUDA_ERROR_INVALID_DEVICE" in bad.stdout
 
 
-@pytest.mark.parametrize("kind", ["mem", "pitch", "managed", "async", "pool", "vmm", "array", "array3d", "mipmap"])
+KINDS = ["mem", "pitch", "managed", "async", "pool", "vmm", "array", "array3d", "mipmap"]
+
+
+@pytest.mark.parametrize("kind", KINDS)
 def test_alloc_family_is_counted_and_released(sim, kind):
-    out = sim.lines("init", "alloc", "3M", kind, "stats", "alloc", "1.5M", kind, "stats", "free", "all", "stats")
+    out = sim.lines(
+        "init", "alloc", "3M", kind, "stats", "alloc", "1.5M", kind, "stats", "free", "all", "stats"
+    )
     a1, s1, a2, s2, freed, s3 = out[1:]
     assert a1["status"] == "ok" and a2["status"] == "ok", out
     size1, size2 = int(a1["size"]), int(a2["size"])
@@ -153,8 +171,25 @@ def test_alloc_family_is_counted_and_released(sim, kind):
 
 def test_oom_at_configured_size_and_meminfo(sim):
     env = {"FCSP_SIM_MEM": "1G"}
-    out = sim.lines("init", "fill", "mem", "256M", "meminfo", "free", "all", "alloc", "1025M", "alloc", "1G",
-                    "alloc", "1", "meminfo", "alloc", "0", env=env)
+    out = sim.lines(
+        "init",
+        "fill",
+        "mem",
+        "256M",
+        "meminfo",
+        "free",
+        "all",
+        "alloc",
+        "1025M",
+        "alloc",
+        "1G",
+        "alloc",
+        "1",
+        "meminfo",
+        "alloc",
+        "0",
+        env=env,
+    )
     fill, meminfo, _, over, full, one_more, meminfo2, zero = out[1:]
     assert fill["allocated_bytes"] == str(GiB) and fill["count"] == "4"
     assert fill["err"] == "CUDA_ERROR_OUT_OF_MEMORY"
@@ -168,7 +203,9 @@ def test_oom_at_configured_size_and_meminfo(sim):
 
 def test_memory_is_node_wide_and_killed_process_is_reaped(sim):
     env = {"FCSP_SIM_MEM": "4G"}
-    holder = sim.spawn("init", "alloc", "1G", "alloc", "512M", "vmm", "alloc", "256M", "pool", "hold", env=env)
+    holder = sim.spawn(
+        "init", "alloc", "1G", "alloc", "512M", "vmm", "alloc", "256M", "pool", "hold", env=env
+    )
     try:
         wait_line(holder, "alloc ok kind=pool")
         assert sim.stats()[0] == GiB + 768 * MiB
@@ -183,8 +220,22 @@ def test_memory_is_node_wide_and_killed_process_is_reaped(sim):
 
 
 def test_pool_caches_until_trim_or_destroy(sim):
-    out = sim.lines("init", "alloc", "10M", "pool", "alloc", "6M", "pool", "free", "stats", "pooltrim", "2M",
-                    "stats", "free", "stats")
+    out = sim.lines(
+        "init",
+        "alloc",
+        "10M",
+        "pool",
+        "alloc",
+        "6M",
+        "pool",
+        "free",
+        "stats",
+        "pooltrim",
+        "2M",
+        "stats",
+        "free",
+        "stats",
+    )
     after_free, trim, after_trim, _, end = out[4:]
     assert int(after_free["live_bytes"]) == 16 * MiB  # the freed 6M stays cached (threshold: everything)
     assert trim["reserved_bytes"] == str(10 * MiB) and trim["used_bytes"] == str(10 * MiB)
@@ -215,8 +266,19 @@ def test_get_proc_address_versions(sim, version, name, symbol):
 
 
 def test_get_proc_address_per_thread_and_failures(sim):
-    out = sim.lines("--ptsz", "resolve", "cuLaunchKernel", "resolve", "cuMemcpyHtoD", "resolve", "cuMemAlloc",
-                    "resolve", "cuMemAllocAsync", "resolve", "cuNoSuchFunction")
+    out = sim.lines(
+        "--ptsz",
+        "resolve",
+        "cuLaunchKernel",
+        "resolve",
+        "cuMemcpyHtoD",
+        "resolve",
+        "cuMemAlloc",
+        "resolve",
+        "cuMemAllocAsync",
+        "resolve",
+        "cuNoSuchFunction",
+    )
     assert [r.get("symbol") for r in out[:4]] == [
         "cuLaunchKernel_ptsz",
         "cuMemcpyHtoD_v2_ptds",
@@ -225,17 +287,41 @@ def test_get_proc_address_per_thread_and_failures(sim):
     ]
     assert out[4]["status"] == "fail" and out[4]["err"] == "CUDA_ERROR_NOT_FOUND"
     assert "query=SYMBOL_NOT_FOUND" in sim.run("resolve", "cuNoSuchFunction").stdout
-    too_new = sim.lines("--api=proc:12000", "resolve", "cuCtxSynchronize", "resolve", "cuLaunchKernelEx",
-                        "resolve", "cuFuncGetName")
+    too_new = sim.lines(
+        "--api=proc:12000",
+        "resolve",
+        "cuCtxSynchronize",
+        "resolve",
+        "cuLaunchKernelEx",
+        "resolve",
+        "cuFuncGetName",
+    )
     assert too_new[0]["symbol"] == "cuCtxSynchronize"
     assert too_new[2]["status"] == "fail" and too_new[2]["err"] == "CUDA_ERROR_NOT_FOUND"
     assert "query=VERSION_NOT_SUFFICIENT" in sim.run("--api=proc:12000", "resolve", "cuFuncGetName").stdout
 
 
-@pytest.mark.parametrize("api", [["--api=dlsym"], ["--api=dlsym", "--ptsz"], ["--ptsz"], ["--api=proc:11080"]])
+@pytest.mark.parametrize(
+    "api", [["--api=dlsym"], ["--api=dlsym", "--ptsz"], ["--ptsz"], ["--api=proc:11080"]]
+)
 def test_api_modes_run_the_same_program(sim, api):
-    out = sim.lines(*api, "init", "alloc", "1M", "async", "alloc", "2M", "launch", "noop", "8", "64", "3",
-                    "free", "all", "stats")
+    out = sim.lines(
+        *api,
+        "init",
+        "alloc",
+        "1M",
+        "async",
+        "alloc",
+        "2M",
+        "launch",
+        "noop",
+        "8",
+        "64",
+        "3",
+        "free",
+        "all",
+        "stats",
+    )
     assert [o["status"] for o in out[:5]] == ["ok"] * 5, out
     assert out[5]["live_bytes"] == "0"
 
@@ -243,8 +329,30 @@ def test_api_modes_run_the_same_program(sim, api):
 def test_kernel_time_model(sim):
     env = {"FCSP_SIM_KERNEL_US": "spin=2000,noop=1,default=50", "FCSP_SIM_SMS": "10"}
     # 10 SMs x min(32, 2048/256)=8 blocks per SM = 80 blocks per wave
-    out = sim.lines("init", "launch", "spin", "80", "256", "40", "launch", "spin", "81", "256", "20",
-                    "launch", "work", "160", "1024", "10", "launch", "noop", "1", "32", "100", env=env)
+    out = sim.lines(
+        "init",
+        "launch",
+        "spin",
+        "80",
+        "256",
+        "40",
+        "launch",
+        "spin",
+        "81",
+        "256",
+        "20",
+        "launch",
+        "work",
+        "160",
+        "1024",
+        "10",
+        "launch",
+        "noop",
+        "1",
+        "32",
+        "100",
+        env=env,
+    )
     one_wave, two_waves, work, noop = (float(o["elapsed_ms"]) for o in out[1:])
     assert 80 * 0.95 <= one_wave <= 80 * 1.25  # 40 x 1 wave x 2 ms
     assert 80 * 0.95 <= two_waves <= 80 * 1.25  # 20 x 2 waves x 2 ms
@@ -303,10 +411,10 @@ def test_pynvml_lists_devices_memory_and_processes(sim):
             print(json.dumps(out))
             """
         )
-        p = subprocess.run([sys.executable, "-c", script], env=sim.environ(env), capture_output=True, text=True)
+        p = subprocess.run(
+            [sys.executable, "-c", script], env=sim.environ(env), capture_output=True, text=True
+        )
         assert p.returncode == 0, p.stderr
-        import json
-
         info = json.loads(p.stdout)
     finally:
         holder.stdin.close()
@@ -341,7 +449,9 @@ def test_bad_env_gives_one_clear_line(sim, var, value):
     assert len(err) == 1 and var in err[0] and value in err[0] and "expected" in err[0], err
     script = "import pynvml as n\ntry:\n    n.nvmlInit()\nexcept n.NVMLError as e:\n    print(e.value)\n"
     pytest.importorskip("pynvml")
-    q = subprocess.run([sys.executable, "-c", script], env=sim.environ({var: value}), capture_output=True, text=True)
+    q = subprocess.run(
+        [sys.executable, "-c", script], env=sim.environ({var: value}), capture_output=True, text=True
+    )
     assert q.stdout.strip() == "2" and len(q.stderr.strip().splitlines()) == 1  # NVML_ERROR_INVALID_ARGUMENT
 
 
@@ -359,8 +469,13 @@ def test_state_file_is_private_and_checked(sim):
 def test_private_state_without_dir(sim_build):
     sim_dir, probe = sim_build
     env = {"LD_LIBRARY_PATH": str(sim_dir), "FCSP_SIM_MEM": "2G"}
-    p = subprocess.run([str(probe), "init", "alloc", "1G", "stats", "free", "stats"], env=env,
-                       capture_output=True, text=True, timeout=30)
+    p = subprocess.run(
+        [str(probe), "init", "alloc", "1G", "stats", "free", "stats"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
     assert p.returncode == 0, p.stderr
     lines = [fields(line) for line in p.stdout.splitlines()]
     assert lines[2]["live_bytes"] == str(GiB) and lines[4]["live_bytes"] == "0"
@@ -370,3 +485,46 @@ def test_probe_usage(sim):
     assert sim.run("bogus", check=False).returncode == 2
     assert sim.run("alloc", check=False).returncode == 2
     assert "usage" in sim.run("--help").stdout
+
+
+def _cc():
+    cc = shutil.which(os.environ.get("CC", "cc")) or shutil.which("gcc")
+    if cc is None:
+        pytest.skip("a C compiler is needed")
+    return cc
+
+
+def test_api_corner_cases(sim, tmp_path):
+    """tests/native/sim_api_check.c: contexts, double free, VMM and module errors, cooperative limits,
+    events."""
+    exe = tmp_path / "sim_api_check"
+    include = ROOT / "fcsp_core" / "native" / "include"
+    src = ROOT / "tests" / "native" / "sim_api_check.c"
+    subprocess.run(
+        [_cc(), "-std=c11", "-Wall", "-Werror", "-I", str(include), "-o", str(exe), str(src), "-ldl"],
+        check=True,
+    )
+    env = sim.environ({"FCSP_SIM_GPUS": "2", "FCSP_SIM_KERNEL_US": "spin=20000"})
+    p = subprocess.run(
+        [str(exe), str(sim.sim_dir / "libcuda.so.1")], env=env, capture_output=True, text=True, timeout=30
+    )
+    assert p.returncode == 0, p.stdout + p.stderr
+    assert p.stdout.count("ok ") >= 40
+
+
+def test_own_symbols_win_over_preloaded_wrappers(sim, tmp_path):
+    """An interposer that defines cuMemAlloc_v2/cuMemFree_v2 must get the simulator's functions from
+    cuGetProcAddress, and the simulator's cuMemFree must not call back into the interposer."""
+    src = tmp_path / "wrap.c"
+    src.write_text(
+        "#include <stddef.h>\n"
+        "int cuMemAlloc_v2(unsigned long long *p, size_t n);\n"
+        "int cuMemAlloc_v2(unsigned long long *p, size_t n) { (void)p; (void)n; return 999; }\n"
+        "int cuMemFree_v2(unsigned long long p);\n"
+        "int cuMemFree_v2(unsigned long long p) { (void)p; return 999; }\n"
+    )
+    so = tmp_path / "wrap.so"
+    subprocess.run([_cc(), "-shared", "-fPIC", "-o", str(so), str(src)], check=True)
+    out = sim.lines("resolve", "cuMemAlloc", "resolve", "cuMemFree", env={"LD_PRELOAD": str(so)})
+    for res in out:
+        assert Path(res["lib"]).resolve() == (sim.sim_dir / "libcuda.so.1").resolve(), res

@@ -72,9 +72,12 @@ int cmd_device(void)
         probe_out("device fail err=%s", probe_err(rc));
         return 1;
     }
+    for (char *c = name; *c; c++)
+        if (*c == ' ')
+            *c = '_'; /* one word per value keeps the output easy to split */
     const unsigned char *u = (const unsigned char *)uuid.bytes;
     probe_out("device ok dev=%d count=%d sms=%d cc=%d.%d threads_per_sm=%d "
-              "uuid=GPU-%02x%02x%02x%02x-%02x%02x-%02x%02x-%02x%02x-%02x%02x%02x%02x%02x%02x name=\"%s\"",
+              "uuid=GPU-%02x%02x%02x%02x-%02x%02x-%02x%02x-%02x%02x-%02x%02x%02x%02x%02x%02x name=%s",
               (int)g_dev, count, sms, major, minor, tpm, u[0], u[1], u[2], u[3], u[4], u[5], u[6], u[7], u[8], u[9],
               u[10], u[11], u[12], u[13], u[14], u[15], name);
     return 0;

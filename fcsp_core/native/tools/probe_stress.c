@@ -2,6 +2,7 @@
  * allocations the driver refused for lack of memory. */
 #include <pthread.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "probe.h"
 
@@ -31,7 +32,8 @@ static void *work(void *arg)
     CUresult rc = PROBE_CALL(g_cu.CtxSetCurrent, g_ctx);
     for (uint64_t i = 0; rc == CUDA_SUCCESS && i < w->iters; i++) {
         uint64_t r = next_rand(&w->seed);
-        if (n == LIVE_MAX || (n > 0 && (r & 1))) {
+        /* free one time in four: threads then hold ~6 allocations each and press against any cap */
+        if (n == LIVE_MAX || (n > 0 && (r & 3) == 0)) {
             int k = (int)((r >> 1) % (uint64_t)n);
             CUresult frc = probe_free_one(&live[k]);
             if (frc != CUDA_SUCCESS && w->errors++ == 0)
@@ -68,7 +70,7 @@ int cmd_stress(uint64_t threads, uint64_t iters, uint64_t maxsize)
     for (uint64_t t = 0; t < threads; t++) {
         ws[t].iters = iters;
         ws[t].maxsize = maxsize ? maxsize : 1;
-        ws[t].seed = 0x9e3779b97f4a7c15ULL * (t + 1);
+        ws[t].seed = 0x9e3779b97f4a7c15ULL * (t + 1) ^ ((uint64_t)getpid() << 32);
         if (pthread_create(&ws[t].thread, NULL, work, &ws[t]) != 0)
             break;
         started++;
