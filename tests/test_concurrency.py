@@ -15,7 +15,7 @@ GiB = 1 << 30
 def _storm(native, env, procs: int, threads: int, iters: int, maxsize: str) -> list[str]:
     ps = [
         subprocess.Popen(
-            [str(native.probe), "init", "stress", str(threads), str(iters), maxsize],
+            [str(native.probe), "init", "sleep", "300", "stress", str(threads), str(iters), maxsize],
             env=env,
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
@@ -34,7 +34,7 @@ def _storm(native, env, procs: int, threads: int, iters: int, maxsize: str) -> l
 def test_storm_never_exceeds_the_cap_and_returns_to_zero(native, sim_env, parse_probe, sim_stats):
     procs = 64 if not native.sanitizer else 8
     env = sim_env(mem="16G", FCSP_TENANT="storm", FCSP_MEM_LIMIT="1G")
-    outs = _storm(native, env, procs=procs, threads=4, iters=300, maxsize="48M")
+    outs = _storm(native, env, procs=procs, threads=4, iters=2000, maxsize="48M")
     refused = allocs = 0
     for out in outs:
         row = next(r for r in parse_probe(out) if r["cmd"] == "stress")
@@ -52,6 +52,6 @@ def test_storm_never_exceeds_the_cap_and_returns_to_zero(native, sim_env, parse_
 def test_cap_is_exceeded_without_fcsp(native, sim_env, parse_probe, sim_stats):
     """The control: the same storm without the interposer drives the simulated GPU past 1 GiB."""
     env = sim_env(mem="16G", preload=False)
-    _storm(native, env, procs=8, threads=4, iters=100, maxsize="48M")
+    _storm(native, env, procs=8, threads=4, iters=2000, maxsize="48M")
     live, peak = sim_stats(env)
     assert peak > GiB and live == 0

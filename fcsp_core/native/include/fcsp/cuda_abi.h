@@ -269,7 +269,7 @@ typedef enum CUlaunchAttributeID_enum {
 } CUlaunchAttributeID;
 
 typedef union CUlaunchAttributeValue_union {
-    char pad[64];
+    _Alignas(8) char pad[64]; /* NVIDIA's members include pointers: 64 bytes, 8-byte aligned */
     int cooperative;
 } CUlaunchAttributeValue;
 
