@@ -7,6 +7,7 @@ Pure mechanics, no argument parsing: the CLI and the demo both use it.
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import signal
 import tempfile
@@ -38,13 +39,21 @@ def default_tenant_name() -> str:
     return f"run-{os.getpid()}"
 
 
+_SANITIZER_RUNTIME = re.compile(r"^lib(a|hwa|t|ub|m|l)san\.so")
+
+
 def prepend_preload(existing: str | None, lib: str) -> str:
-    """LD_PRELOAD with `lib` first; the other entries stay, with their separator (spaces or colons)."""
+    """LD_PRELOAD with `lib` first; the other entries stay, with their separator (spaces or colons).
+
+    A sanitizer runtime (libasan.so, ...) stays ahead of `lib`: it must come first of all libraries.
+    """
     if not existing or not existing.strip():
         return lib
     sep = " " if " " in existing.strip() else ":"
-    others = [p for p in existing.replace(":", " ").split() if p != lib]
-    return sep.join([lib, *others])
+    entries = [p for p in existing.replace(":", " ").split() if p != lib]
+    runtimes = [p for p in entries if _SANITIZER_RUNTIME.match(os.path.basename(p))]
+    others = [p for p in entries if p not in runtimes]
+    return sep.join([*runtimes, lib, *others])
 
 
 def prepend_path(existing: str | None, directory: str) -> str:

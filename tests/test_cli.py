@@ -33,14 +33,20 @@ def _fcsp_script() -> str:
 
 
 FCSP = _fcsp_script()
+SANITIZER_PRELOAD = [
+    p for p in os.environ.get("LD_PRELOAD", "").replace(":", " ").split() if "san.so" in Path(p).name
+]
 
 
 @pytest.fixture
 def env(tmp_path):
-    """The environment of every command: `fcsp` on PATH, a private region, no inherited fcsp settings."""
+    """The environment of every command: `fcsp` on PATH, a private region, no inherited fcsp settings (but
+    FCSP_LIB_DIR and a preloaded sanitizer runtime, for sanitizer runs: see conftest.py)."""
     base = {k: v for k, v in os.environ.items() if not k.startswith(("FCSP_", "LD_PRELOAD", "CUDA_VISIBLE"))}
     if "FCSP_LIB_DIR" in os.environ:
         base["FCSP_LIB_DIR"] = os.environ["FCSP_LIB_DIR"]
+    if SANITIZER_PRELOAD:
+        base["LD_PRELOAD"] = " ".join(SANITIZER_PRELOAD)
     base["PATH"] = f"{Path(FCSP).parent}:{base.get('PATH', '')}"
     region = tmp_path / "region"
     region.mkdir(mode=0o700)
@@ -130,12 +136,12 @@ def test_run_without_command(env):
 
 
 def test_run_sets_the_tenant_environment(env):
-    env = {**env, "LD_PRELOAD": "libm.so.6"}
+    env = {**env, "LD_PRELOAD": " ".join([*SANITIZER_PRELOAD, "libm.so.6"])}
     out = fcsp("run", "--mem", "1.5G", "--sm", "40%", "--gpu", "0,1", "--tenant", "t1", "--", "env", env=env)
     assert out.returncode == 0, out.stderr
     child = dict(line.split("=", 1) for line in out.stdout.splitlines() if "=" in line)
     lib = str(paths.libfcsp_path())
-    assert child["LD_PRELOAD"] in (f"{lib}:libm.so.6", f"{lib} libm.so.6")
+    assert child["LD_PRELOAD"].replace(":", " ").split() == [*SANITIZER_PRELOAD, lib, "libm.so.6"]
     assert child["FCSP_TENANT"] == "t1"
     assert child["FCSP_MEM_LIMIT"] == str(3 * GiB // 2)
     assert child["FCSP_SM_LIMIT"] == "40"
@@ -344,6 +350,7 @@ def test_demo_forced_sim(env):
         ("/a.so /b.so", "/l/libfcsp.so /a.so /b.so"),
         ("/l/libfcsp.so:/a.so", "/l/libfcsp.so:/a.so"),
         ("/a.so /l/libfcsp.so", "/l/libfcsp.so /a.so"),
+        ("/a.so /usr/lib/libasan.so.8", "/usr/lib/libasan.so.8 /l/libfcsp.so /a.so"),
     ],
 )
 def test_prepend_preload(existing, expected):
