@@ -1,0 +1,424 @@
+"""Shared fixtures: the native parts under test, simulated-node environments, the probe and its output.
+
+Run the tests with the `pytest` command against the installed package (`pip install '.[test]' && pytest`).
+
+FCSP_TEST_SANITIZE=address|undefined|thread builds the CMake project with that sanitizer into
+build/san-<name>-install (once per session; cmake rebuilds only what changed) and runs everything against
+it: preloads put the sanitizer's runtime first, sim_env's environments set FCSP_LIB_DIR there (so `fcsp`
+subprocesses use the sanitized libraries), and so does the session's os.environ when this pytest process can
+host the sanitized library (UBSan; ASan or TSan when pytest itself was started with the runtime in
+LD_PRELOAD, as .ci/run does for ASan); otherwise fcsp_core in the pytest process keeps the installed library
+and a warning says so. Sanitizer reports are fatal (exit codes 66 address, 67 undefined, 68 thread).
+
+Fixtures (all tests may use them):
+  native      Native(lib_dir, libfcsp, sim_dir, probe, sanitizer, preload), session scope
+  sim_env     make_env(gpus=1, mem="8G", sms=132, kernel_us=None, preload=True, **extra) -> env dict
+  run_probe   run_probe(env, *args, timeout=120, input=None, check=True) -> CompletedProcess[str]
+  parse_probe parse_probe(stdout) -> [{"cmd": ..., "status": ..., key: value, ...}]
+  sim_stats   sim_stats(env, dev=0) -> (live_bytes, peak_bytes) of the simulated GPU
+The last three are also plain functions here (run_probe needs the probe's path: it reads native's).
+Tests marked @pytest.mark.gpu run only where /dev/nvidiactl exists and FCSP_SIM_ONLY is unset.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import os
+import re
+import shutil
+import subprocess
+import sys
+import warnings
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parent.parent
+SANITIZERS = ("address", "undefined", "thread")
+SANITIZER_RUNTIMES = {"address": "libasan.so", "undefined": "libubsan.so", "thread": "libtsan.so"}
+# Any report ends the process with a distinctive status, and says why on stderr.
+SANITIZER_OPTIONS = {
+    "ASAN_OPTIONS": "detect_leaks=0:abort_on_error=0:halt_on_error=1:exitcode=66:print_stacktrace=1",
+    "UBSAN_OPTIONS": "halt_on_error=1:print_stacktrace=1:exitcode=67",
+    "TSAN_OPTIONS": "halt_on_error=1:exitcode=68:report_signal_unsafe=0:second_deadlock_stack=1",
+}
+# FCSP_* variables a test environment keeps from the outside (everything else FCSP_* is dropped).
+KEPT_FCSP_VARS = ("FCSP_LIB_DIR",)
+
+
+@dataclass(frozen=True)
+class Native:
+    lib_dir: Path  # holds libfcsp.so, sim/, fcsp-probe, include/fcsp_api.h
+    libfcsp: Path
+    sim_dir: Path  # libcuda.so.1 and libnvidia-ml.so.1 of the simulated driver
+    probe: Path  # fcsp-probe
+    sanitizer: str | None
+    preload: (
+        str  # the LD_PRELOAD value that puts libfcsp.so (after the sanitizer runtime, if any) in a process
+    )
+
+    @property
+    def sanitizer_runtime(self) -> str:
+        """The sanitizer runtime alone ('' without one): what an unsanitized program (python) must preload to
+        load the sanitized libraries."""
+        return self.preload.split(" ")[0] if self.sanitizer else ""
+
+
+def requested_sanitizer() -> str | None:
+    name = os.environ.get("FCSP_TEST_SANITIZE", "").strip()
+    if not name:
+        return None
+    if name not in SANITIZERS:
+        raise pytest.UsageError(
+            f"FCSP_TEST_SANITIZE={name!r}: expected one of {', '.join(SANITIZERS)} or empty"
+        )
+    return name
+
+
+# ----------------------------------------------------------------------------------------------------
+# pytest hooks
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    requested_sanitizer()  # a bad value is a usage error before anything runs
+
+
+def _have_gpu() -> bool:
+    return Path("/dev/nvidiactl").exists() and "FCSP_SIM_ONLY" not in os.environ
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    if _have_gpu():
+        return
+    why = "needs a real NVIDIA GPU (/dev/nvidiactl absent)"
+    if Path("/dev/nvidiactl").exists():
+        why = "FCSP_SIM_ONLY is set"
+    skip = pytest.mark.skip(reason=why)
+    for item in items:
+        if "gpu" in item.keywords:
+            item.add_marker(skip)
+
+
+def pytest_report_header(config: pytest.Config) -> str:
+    san = requested_sanitizer()
+    return (
+        f"fcsp: sanitizer={san or 'none'}, FCSP_LIB_DIR={os.environ.get('FCSP_LIB_DIR', '(package lib dir)')}"
+    )
+
+
+# ----------------------------------------------------------------------------------------------------
+# The native parts
+
+
+def _sanitizer_runtime(name: str) -> str:
+    lib = SANITIZER_RUNTIMES[name]
+    cc = os.environ.get("CC") or shutil.which("gcc") or "cc"
+    try:
+        out = subprocess.run(
+            [cc, f"-print-file-name={lib}"], capture_output=True, text=True, timeout=60, check=True
+        )
+    except (OSError, subprocess.SubprocessError) as exc:
+        pytest.fail(f"FCSP_TEST_SANITIZE={name}: cannot ask {cc} for {lib}: {exc}")
+    path = out.stdout.strip()
+    if not os.path.isabs(path) or not Path(path).exists():
+        pytest.fail(f"FCSP_TEST_SANITIZE={name}: {cc} has no {lib} (install gcc's sanitizer runtimes)")
+    return str(Path(path).resolve())
+
+
+def _run_step(cmd: list[str], what: str, log: Path) -> None:
+    with log.open("a") as out:
+        out.write(f"$ {' '.join(cmd)}\n")
+        out.flush()
+        env = {k: v for k, v in os.environ.items() if k != "LD_PRELOAD"}  # compilers run unsanitized
+        done = subprocess.run(cmd, stdout=out, stderr=subprocess.STDOUT, env=env, timeout=1800, check=False)
+    if done.returncode != 0:
+        tail = log.read_text()[-8000:]
+        pytest.fail(
+            f"sanitizer build: {what} failed (exit {done.returncode}); log {log}:\n{tail}", pytrace=False
+        )
+
+
+def build_sanitized(name: str) -> Path:
+    """Configure, build and install the project with FCSP_SANITIZE=name; returns the install's lib dir."""
+    cmake = shutil.which("cmake")
+    if cmake is None:
+        pytest.fail(f"FCSP_TEST_SANITIZE={name} needs cmake on PATH (apt-get install cmake)", pytrace=False)
+    build = REPO / "build" / f"san-{name}"
+    prefix = REPO / "build" / f"san-{name}-install"
+    build.mkdir(parents=True, exist_ok=True)
+    log = REPO / "build" / f"san-{name}.log"
+    with (REPO / "build" / f"san-{name}.lock").open("w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # one build at a time (parallel sessions)
+        log.write_text("")
+        configure = [
+            cmake, "-S", str(REPO), "-B", str(build), f"-DFCSP_SANITIZE={name}", "-DCMAKE_BUILD_TYPE=Release",
+            "-DFCSP_INSTALL_DIR=lib",
+        ]  # fmt: skip
+        _run_step(configure, "configure", log)
+        _run_step([cmake, "--build", str(build), "-j2"], "build", log)
+        _run_step([cmake, "--install", str(build), "--prefix", str(prefix)], "install", log)
+    return prefix / "lib"
+
+
+def _installed_lib_dir() -> Path:
+    override = os.environ.get("FCSP_LIB_DIR")
+    if override:
+        return Path(override).resolve()
+    try:
+        from fcsp_core import paths
+    except ImportError as exc:
+        pytest.skip(f"fcsp_core is not installed ({exc}): pip install '.[test]' and run `pytest`")
+    return paths.lib_dir()
+
+
+@pytest.fixture(scope="session")
+def native_lib_dir() -> Path:
+    """The directory of the native parts under test (built first with a sanitizer), not checked for content:
+    tests that need only some of the parts (tests/test_exports.py) start here."""
+    sanitizer = requested_sanitizer()
+    if sanitizer:
+        lib_dir = build_sanitized(sanitizer).resolve()
+        for var, value in SANITIZER_OPTIONS.items():
+            os.environ.setdefault(var, value)
+        if python_can_host(sanitizer):
+            os.environ["FCSP_LIB_DIR"] = str(lib_dir)  # for the package (in-process) and `fcsp` subprocesses
+        else:
+            warnings.warn(
+                f"FCSP_TEST_SANITIZE={sanitizer}: this pytest process cannot load the sanitized libfcsp.so "
+                f"({PYTHON_HOST_HINT[sanitizer]}), so fcsp_core in this process keeps the installed library; "
+                "preloaded processes and the probe use the sanitized build",
+                stacklevel=1,
+            )
+        return lib_dir
+    return _installed_lib_dir()
+
+
+PYTHON_HOST_HINT = {
+    "address": "start pytest with LD_PRELOAD=$(gcc -print-file-name=libasan.so), as .ci/run does",
+    "thread": "start pytest with LD_PRELOAD=$(gcc -print-file-name=libtsan.so); .ci/run does not: shells "
+    "crash under TSan",
+}
+
+
+def python_can_host(sanitizer: str) -> bool:
+    """Whether this Python process can load libraries built with sanitizer: UBSan's runtime loads at any
+    time; ASan's and TSan's only when preloaded (they are then in our maps)."""
+    if sanitizer == "undefined":
+        return True
+    runtime = SANITIZER_RUNTIMES[sanitizer]
+    try:
+        return runtime in Path("/proc/self/maps").read_text()
+    except OSError:
+        return False
+
+
+@pytest.fixture(scope="session")
+def native(native_lib_dir: Path) -> Native:
+    sanitizer = requested_sanitizer()
+    lib_dir = native_lib_dir
+    libfcsp = lib_dir / "libfcsp.so"
+    sim_dir = lib_dir / "sim"
+    probe = lib_dir / "fcsp-probe"
+    missing = [
+        str(p)
+        for p in (libfcsp, sim_dir / "libcuda.so.1", sim_dir / "libnvidia-ml.so.1", probe)
+        if not p.is_file()
+    ]
+    if missing:
+        where = f"the {sanitizer} build" if sanitizer else "the installed package (pip install '.[test]')"
+        pytest.skip(f"native parts missing from {where}: {', '.join(missing)}")
+    preload = str(libfcsp)
+    if sanitizer:
+        preload = f"{_sanitizer_runtime(sanitizer)} {libfcsp}"
+    return Native(
+        lib_dir=lib_dir, libfcsp=libfcsp, sim_dir=sim_dir, probe=probe, sanitizer=sanitizer, preload=preload
+    )
+
+
+# ----------------------------------------------------------------------------------------------------
+# Simulated-node environments
+
+
+def make_sim_env(
+    native: Native,
+    base_dir: Path,
+    gpus: int = 1,
+    mem: str = "8G",
+    sms: int = 132,
+    kernel_us: str | None = None,
+    preload: bool = True,
+    **extra: str,
+) -> dict[str, str]:
+    """os.environ for a process on the simulated node under base_dir (state in base_dir/sim, region in
+    base_dir/region), with libfcsp.so preloaded unless preload=False; extra variables last, as given."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("FCSP_") or k in KEPT_FCSP_VARS}
+    existing = env.get("LD_LIBRARY_PATH")
+    env["LD_LIBRARY_PATH"] = f"{native.sim_dir}:{existing}" if existing else str(native.sim_dir)
+    env["FCSP_SIM_GPUS"] = str(gpus)
+    env["FCSP_SIM_MEM"] = str(mem)
+    env["FCSP_SIM_SMS"] = str(sms)
+    if kernel_us is not None:
+        env["FCSP_SIM_KERNEL_US"] = str(kernel_us)
+    sim_dir = base_dir / "sim"
+    sim_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+    sim_dir.chmod(0o700)
+    env["FCSP_SIM_DIR"] = str(sim_dir)
+    env["FCSP_REGION_DIR"] = str(base_dir / "region")
+    if preload:
+        env["LD_PRELOAD"] = native.preload
+    elif native.sanitizer:
+        env["LD_PRELOAD"] = native.sanitizer_runtime  # unsanitized programs can still load the sanitized libs
+    else:
+        env.pop("LD_PRELOAD", None)
+    if native.sanitizer:
+        env.update(SANITIZER_OPTIONS)
+        env["FCSP_LIB_DIR"] = str(native.lib_dir)  # `fcsp` (Python) here has the runtime preloaded
+    env.update({k: str(v) for k, v in extra.items()})
+    return env
+
+
+@pytest.fixture
+def sim_env(native: Native, tmp_path: Path) -> Callable[..., dict[str, str]]:
+    """make_env(gpus=1, mem="8G", sms=132, kernel_us=None, preload=True, **extra): the same simulated node and
+    region for every call within one test."""
+
+    def make_env(
+        gpus: int = 1,
+        mem: str = "8G",
+        sms: int = 132,
+        kernel_us: str | None = None,
+        preload: bool = True,
+        **extra: str,
+    ) -> dict[str, str]:
+        return make_sim_env(native, tmp_path, gpus, mem, sms, kernel_us, preload, **extra)
+
+    return make_env
+
+
+# ----------------------------------------------------------------------------------------------------
+# The probe and the simulator's counters
+
+_PROBE: list[Path] = []  # set by the run_probe fixture, for the plain function
+
+
+def _probe_path() -> Path:
+    if _PROBE:
+        return _PROBE[0]
+    found = Path(os.environ["FCSP_LIB_DIR"]) / "fcsp-probe" if os.environ.get("FCSP_LIB_DIR") else None
+    if found is None:
+        from fcsp_core import paths
+
+        found = paths.lib_dir() / "fcsp-probe"
+    return found
+
+
+def run_probe(
+    env: dict[str, str], *args: str, timeout: float = 120, input: str | None = None, check: bool = True
+) -> subprocess.CompletedProcess[str]:
+    """Run fcsp-probe with args under env; with check, a non-zero exit fails the test with both streams."""
+    cmd = [str(_probe_path()), *map(str, args)]
+    done = subprocess.run(
+        cmd, env=env, input=input, capture_output=True, text=True, timeout=timeout, check=False
+    )
+    if check and done.returncode != 0:
+        raise AssertionError(
+            f"fcsp-probe {' '.join(cmd[1:])} exited {done.returncode}\n"
+            f"--- stdout ---\n{done.stdout}\n--- stderr ---\n{done.stderr}"
+        )
+    return done
+
+
+_PROBE_CMD = re.compile(r"[a-z][a-z0-9_-]*")
+
+
+def parse_probe(stdout: str) -> list[dict[str, str]]:
+    """Probe result lines as dicts: `alloc ok kind=mem size=1073741824` ->
+    {"cmd": "alloc", "status": "ok", "kind": "mem", "size": "1073741824"}. Lines that do not start with a
+    lower-case command word (blank lines, log lines) are left out; other bare words go to "args"."""
+    rows = []
+    for line in stdout.splitlines():
+        words = line.split()
+        if not words or not _PROBE_CMD.fullmatch(words[0]):
+            continue
+        row = {"cmd": words[0]}
+        rest = words[1:]
+        if rest and "=" not in rest[0]:
+            row["status"] = rest[0]
+            rest = rest[1:]
+        bare = []
+        for word in rest:
+            if "=" in word:
+                key, value = word.split("=", 1)
+                row[key] = value
+            else:
+                bare.append(word)
+        if bare:
+            row["args"] = " ".join(bare)
+        rows.append(row)
+    return rows
+
+
+_SIM_STATS_SCRIPT = r"""
+import ctypes, os, sys
+lib = ctypes.CDLL(os.path.join(sys.argv[1], "libcuda.so.1"))
+u64p = ctypes.POINTER(ctypes.c_ulonglong)
+lib.fcspSimStats.argtypes = [ctypes.c_int, u64p, u64p]
+lib.fcspSimStats.restype = ctypes.c_int
+live, peak = ctypes.c_ulonglong(0), ctypes.c_ulonglong(0)
+rc = lib.fcspSimStats(int(sys.argv[2]), ctypes.byref(live), ctypes.byref(peak))
+if rc != 0:
+    sys.exit(f"fcspSimStats({sys.argv[2]}) returned {rc}")
+print(live.value, peak.value)
+"""
+
+
+def sim_stats(env: dict[str, str], dev: int = 0, sim_dir: Path | str | None = None) -> tuple[int, int]:
+    """(live_bytes, peak_bytes) of simulated GPU dev on the node of env ($FCSP_SIM_DIR), read without libfcsp.
+
+    sim_dir: the simulator's libcuda.so.1 directory (the fixture passes native.sim_dir); by default the first
+    LD_LIBRARY_PATH entry of env that holds a libcuda.so.1."""
+    child = dict(env)
+    preload = child.pop("LD_PRELOAD", "")
+    # Keep a sanitizer runtime (unsanitized Python needs it first to load sanitized libraries), drop libfcsp.
+    runtime = [p for p in preload.split() if "san.so" in Path(p).name]
+    if runtime:
+        child["LD_PRELOAD"] = " ".join(runtime)
+    if sim_dir is None:
+        ld_path = child.get("LD_LIBRARY_PATH", "").split(":")
+        entries = [d for d in ld_path if d and (Path(d) / "libcuda.so.1").is_file()]
+        if not entries:
+            raise AssertionError("sim_stats: no libcuda.so.1 on env's LD_LIBRARY_PATH (use sim_env's env)")
+        sim_dir = entries[0]
+    done = subprocess.run(
+        [sys.executable, "-c", _SIM_STATS_SCRIPT, str(sim_dir), str(dev)],
+        env=child,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    if done.returncode != 0:
+        raise AssertionError(f"sim_stats failed (exit {done.returncode}):\n{done.stdout}\n{done.stderr}")
+    live, peak = done.stdout.split()
+    return int(live), int(peak)
+
+
+@pytest.fixture(name="run_probe")
+def run_probe_fixture(native: Native) -> Callable[..., subprocess.CompletedProcess[str]]:
+    _PROBE[:] = [native.probe]
+    return run_probe
+
+
+@pytest.fixture(name="parse_probe")
+def parse_probe_fixture() -> Callable[[str], list[dict[str, str]]]:
+    return parse_probe
+
+
+@pytest.fixture(name="sim_stats")
+def sim_stats_fixture(native: Native) -> Callable[..., tuple[int, int]]:
+    def stats(env: dict[str, str], dev: int = 0) -> tuple[int, int]:
+        return sim_stats(env, dev, sim_dir=native.sim_dir)
+
+    return stats
