@@ -46,6 +46,17 @@ class UsageError(Exception):
 MAIN_EPILOG = """\
 `fcsp COMMAND --help` explains each command's options, environment and examples.
 
+environment (read by libfcsp in a job, or by fcsp):
+  FCSP_MEM_LIMIT[_<gpu>]   memory cap of the job's tenant (all GPUs, or GPU <gpu>): 8G, 1.5GiB, 50%
+  FCSP_SM_LIMIT[_<gpu>]    SM share, percent 1..100
+  FCSP_TENANT              tenant name: processes with the same name share the caps
+  FCSP_REGION_DIR          the node region's directory (default /run/fcsp, or $XDG_RUNTIME_DIR/fcsp)
+  FCSP_ON_INIT_FAILURE     passthrough (run uncapped, the default) or fail (refuse GPU memory)
+  FCSP_SIM_GPUS, FCSP_SIM_MEM, FCSP_SIM_SMS, FCSP_SIM_KERNEL_US, FCSP_SIM_DIR
+                           the simulated driver (set by `fcsp sim`)
+  FCSP_LIB_DIR             take libfcsp.so, the simulated driver and fcsp-probe from this directory
+Limits from the node's scheduler (the policy table) win over the environment, which may only lower them.
+
 examples:
   fcsp demo
   fcsp run --mem 8G --sm 50 -- python train.py
