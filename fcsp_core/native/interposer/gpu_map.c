@@ -22,6 +22,14 @@ static struct {
 
 static pthread_mutex_t map_lock = PTHREAD_MUTEX_INITIALIZER;
 
+/* Bounded copy of a UUID string (truncating, always terminated). */
+static void copy_uuid(char *dst, const char *src)
+{
+    size_t n = strnlen(src, FCSP_UUID_LEN - 1);
+    memcpy(dst, src, n);
+    dst[n] = '\0';
+}
+
 static void format_uuid(const CUuuid *u, char *out)
 {
     const unsigned char *b = (const unsigned char *)u->bytes;
@@ -51,7 +59,7 @@ static int region_gpu_index(const char *uuid, uint64_t total, uint32_t sms)
             if (st == FCSP_GPU_READY && strncmp(g->uuid, uuid, FCSP_UUID_LEN) == 0)
                 found = i;
             else if (st == FCSP_GPU_FREE) {
-                snprintf(g->uuid, sizeof g->uuid, "%s", uuid);
+                copy_uuid(g->uuid, uuid);
                 g->total_bytes = total;
                 g->sm_count = sms;
                 /* release: readers that see READY see the fields above */
@@ -87,7 +95,7 @@ static int fill_dev(struct fcsp_dev *d, const char *uuid, int ordinal, uint64_t 
     int gpu = region_gpu_index(uuid, total, sms);
     if (gpu < 0)
         return -1;
-    snprintf(d->uuid, sizeof d->uuid, "%s", uuid);
+    copy_uuid(d->uuid, uuid);
     d->gpu = gpu;
     d->ordinal = ordinal;
     d->total_bytes = total;

@@ -23,11 +23,21 @@ const struct fcsp_hook *fcsp_hooks(int *count)
     return hooks;
 }
 
-const struct fcsp_hook *fcsp_hook_by_name(const char *name)
+/* A plain loop, not strcmp: dlsym reaches here while sanitizer runtimes initialise (see hooks_resolve.c). */
+FCSP_NO_SANITIZE static int same(const char *a, const char *b)
+{
+    while (*a && *a == *b) {
+        a++;
+        b++;
+    }
+    return *a == *b;
+}
+
+FCSP_NO_SANITIZE const struct fcsp_hook *fcsp_hook_by_name(const char *name)
 {
     /* ~45 entries, asked at load time only (dlsym, cuGetProcAddress): a scan beats building an index. */
     for (int i = 0; i < NHOOKS; i++)
-        if (name[0] == hooks[i].name[0] && strcmp(name, hooks[i].name) == 0)
+        if (name[0] == hooks[i].name[0] && same(name, hooks[i].name))
             return &hooks[i];
     return NULL;
 }
@@ -42,7 +52,7 @@ void *fcsp_hook_swap_proc(const char *base, void *real_pfn, int cuda_version, cu
     int candidates = 0;
     for (int i = 0; i < NHOOKS; i++) {
         const struct fcsp_hook *h = &hooks[i];
-        if (h->lib != FCSP_LIB_CUDA || strcmp(h->base, base) != 0)
+        if (h->lib != FCSP_LIB_CUDA || !same(h->base, base))
             continue;
         candidates++;
         if (*h->real == real_pfn)
@@ -57,7 +67,7 @@ void *fcsp_hook_swap_proc(const char *base, void *real_pfn, int cuda_version, cu
     for (int pass = 0; pass < 2 && !best; pass++) {
         for (int i = 0; i < NHOOKS; i++) {
             const struct fcsp_hook *h = &hooks[i];
-            if (h->lib != FCSP_LIB_CUDA || strcmp(h->base, base) != 0 || h->since > cuda_version || !*h->real)
+            if (h->lib != FCSP_LIB_CUDA || !same(h->base, base) || h->since > cuda_version || !*h->real)
                 continue;
             /* pass 0: exact stream flavour; pass 1: the legacy form when no per-thread form exists */
             if ((pass == 0 && h->per_thread != want_pt) || (pass == 1 && h->per_thread))

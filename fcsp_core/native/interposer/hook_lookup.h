@@ -7,6 +7,9 @@
 #include "interposer/hook_table.h"
 
 #define FCSP_EXPORT __attribute__((visibility("default")))
+/* For code that dlsym runs: sanitizer runtimes call dlsym while they initialise, before their shadow memory and
+ * interceptors work, so this code must not be instrumented (and calls no libc string functions). */
+#define FCSP_NO_SANITIZE __attribute__((no_sanitize("address", "thread", "undefined")))
 
 /* Prototypes of every wrapper (defined in the hooks_*.c files, exported under the driver's own names). */
 #define FCSP_WRAPPER_DECL(sym, base, since, variant, ret, params, args) FCSP_EXPORT ret sym params;
@@ -27,7 +30,7 @@ struct fcsp_hook {
 };
 
 /* The hook named exactly name, or NULL. */
-const struct fcsp_hook *fcsp_hook_by_name(const char *name);
+FCSP_NO_SANITIZE const struct fcsp_hook *fcsp_hook_by_name(const char *name);
 
 /* Given what the real cuGetProcAddress returned for (base, cudaVersion, flags), the wrapper to hand out instead,
  * or real_pfn itself when the function is not hooked. */

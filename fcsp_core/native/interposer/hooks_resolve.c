@@ -1,17 +1,19 @@
 /* How applications reach the driver: dlsym (handles, RTLD_DEFAULT, RTLD_NEXT) and cuGetProcAddress(_v2). Both hand
  * out our wrappers for hooked names and forward everything else untouched (cuGetExportTable included). */
 #include <dlfcn.h>
-#include <string.h>
 
 #include "interposer/hook_lookup.h"
 #include "interposer/real_driver.h"
 
-static int maybe_hooked(const char *name)
+/* No libc string calls on this path: sanitizer runtimes call dlsym while they initialise, before their own string
+ * interceptors can run. */
+FCSP_NO_SANITIZE static int maybe_hooked(const char *name)
 {
-    return name && ((name[0] == 'c' && name[1] == 'u') || strncmp(name, "nvml", 4) == 0);
+    return name && ((name[0] == 'c' && name[1] == 'u') ||
+                    (name[0] == 'n' && name[1] == 'v' && name[2] == 'm' && name[3] == 'l'));
 }
 
-FCSP_EXPORT void *dlsym(void *handle, const char *name)
+FCSP_EXPORT FCSP_NO_SANITIZE void *dlsym(void *handle, const char *name)
 {
     fcsp_dlsym_fn real = fcsp_real_dlsym();
     if (maybe_hooked(name)) {

@@ -16,7 +16,7 @@ static void *cuda_handle;
 static int cuda_status = -1, nvml_status = -1;
 static pthread_once_t cuda_once = PTHREAD_ONCE_INIT, nvml_once = PTHREAD_ONCE_INIT;
 
-fcsp_dlsym_fn fcsp_real_dlsym(void)
+__attribute__((no_sanitize("address", "thread", "undefined"))) fcsp_dlsym_fn fcsp_real_dlsym(void)
 {
     /* acquire/release: the pointer is the only thing published; any thread may compute it, all get the same */
     fcsp_dlsym_fn fn = atomic_load_explicit(&real_dlsym_fn, memory_order_acquire);
