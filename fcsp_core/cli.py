@@ -82,7 +82,8 @@ environment given to CMD:
   FCSP_TENANT           the tenant name
   FCSP_MEM_LIMIT        the memory cap (with --mem)
   FCSP_SM_LIMIT         the SM share (with --sm)
-  CUDA_VISIBLE_DEVICES  the GPUs (with --gpu)
+  CUDA_VISIBLE_DEVICES  the GPUs (with --gpu); if already set (e.g. by Slurm), --gpu indices are
+                        positions in it: under CUDA_VISIBLE_DEVICES=2,3, --gpu 1 selects GPU 3
   Without --mem/--sm, FCSP_MEM_LIMIT[_<gpu>] / FCSP_SM_LIMIT[_<gpu>] already set are kept.
 
 environment read:
@@ -339,7 +340,10 @@ def cmd_run(args: argparse.Namespace) -> int:
         raise UsageError(_c_message("run", "--tenant", tenant, exc)) from None
     command = _command(args, "run")
     limits = TenantLimits(tenant=tenant, mem_limit=mem, sm_limit_pct=sm)
-    env = launch.tenant_env(os.environ, limits, paths.libfcsp_path(), gpus)
+    try:
+        env = launch.tenant_env(os.environ, limits, paths.libfcsp_path(), gpus)
+    except ValueError as exc:
+        raise UsageError(f"fcsp run: --gpu: {exc}") from None
     try:
         return launch.run_forwarding(command, env)
     except launch.CommandNotFoundError as exc:

@@ -67,14 +67,30 @@ def tenant_env(
 ) -> dict[str, str]:
     """The environment of a job that runs as one tenant under `limits`, with libfcsp preloaded.
 
-    With `gpus`, CUDA_VISIBLE_DEVICES selects them (the caps apply to each).
+    With `gpus`, CUDA_VISIBLE_DEVICES selects them (the caps apply to each); see visible_devices.
     """
     env = dict(base)
     env["LD_PRELOAD"] = prepend_preload(env.get("LD_PRELOAD"), str(lib))
     env.update(limits.to_env())
     if gpus:
-        env["CUDA_VISIBLE_DEVICES"] = ",".join(str(g) for g in gpus)
+        env["CUDA_VISIBLE_DEVICES"] = visible_devices(env.get("CUDA_VISIBLE_DEVICES"), gpus)
     return env
+
+
+def visible_devices(existing: str | None, gpus: Sequence[int]) -> str:
+    """CUDA_VISIBLE_DEVICES for GPU indices as the caller sees them: positions in an existing
+    CUDA_VISIBLE_DEVICES (a scheduler's allocation, e.g. "2,3" under Slurm), else physical indices.
+    ValueError if an index is past the existing list."""
+    if existing is None or not existing.strip():
+        return ",".join(str(g) for g in gpus)
+    visible = [d.strip() for d in existing.split(",") if d.strip()]
+    past = [g for g in gpus if g >= len(visible)]
+    if past:
+        raise ValueError(
+            f"GPU {past[0]} is not visible: CUDA_VISIBLE_DEVICES={existing!r} shows {len(visible)} GPU(s), "
+            f"indices 0..{len(visible) - 1}"
+        )
+    return ",".join(visible[g] for g in gpus)
 
 
 @dataclass(frozen=True)

@@ -148,6 +148,15 @@ def test_run_sets_the_tenant_environment(env):
     assert child["CUDA_VISIBLE_DEVICES"] == "0,1"
 
 
+def test_run_gpu_indices_within_visible_devices(env):
+    env = {**env, "CUDA_VISIBLE_DEVICES": "2,3"}
+    out = fcsp("run", "--gpu", "1", "--", "env", env=env)
+    assert out.returncode == 0, out.stderr
+    assert re.search(r"^CUDA_VISIBLE_DEVICES=3$", out.stdout, re.M)
+    out = fcsp("run", "--gpu", "2", "--", "env", env=env)
+    assert out.returncode == 2 and "not visible" in out.stderr and len(out.stderr.splitlines()) == 1
+
+
 def test_run_default_tenant_name(env):
     out = fcsp("run", "--", "env", env=env)
     assert out.returncode == 0, out.stderr
@@ -355,6 +364,14 @@ def test_demo_forced_sim(env):
 )
 def test_prepend_preload(existing, expected):
     assert launch.prepend_preload(existing, "/l/libfcsp.so") == expected
+
+
+def test_visible_devices():
+    assert launch.visible_devices(None, [0, 1]) == "0,1"
+    assert launch.visible_devices("", [3]) == "3"
+    assert launch.visible_devices("GPU-a,GPU-b", [1]) == "GPU-b"
+    with pytest.raises(ValueError, match="not visible"):
+        launch.visible_devices("5", [1])
 
 
 def test_prepend_path():
