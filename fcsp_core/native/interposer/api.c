@@ -98,7 +98,7 @@ static void copy_once(const struct fcsp_region *r, struct fcsp_snapshot *out)
         o->in_op = atomic_load_explicit(&p->in_op, memory_order_relaxed);
         o->reserved = 0;
         o->start_time = p->start_time;
-        o->heartbeat_ms = atomic_load_explicit(&p->heartbeat_ms, memory_order_relaxed);
+        o->heartbeat_ms = atomic_load_explicit(&r->header.proc_beat_ms[i], memory_order_relaxed);
         for (int g = 0; g < FCSP_MAX_GPUS; g++)
             o->used_bytes[g] = atomic_load_explicit(&p->used_bytes[g], memory_order_relaxed);
     }
@@ -141,6 +141,7 @@ FCSP_API int fcsp_region_tenant_remove(fcsp_region_handle *h, const char *tenant
         }
         /* release: a snapshot that sees FREE does not see the old tenant as live */
         atomic_store_explicit(&t->state, FCSP_TENANT_FREE, memory_order_release);
+        atomic_store_explicit(&m->r->header.tenant_key[i], 0, memory_order_relaxed); /* under the lock */
         fcsp_region_bump_topology(m->r);
         rc = FCSP_OK;
         break;

@@ -33,6 +33,7 @@ static void tenant_leave(struct fcsp_region *r, int tenant_idx)
     if (n == 0 && (t->flags & FCSP_TENANT_EPHEMERAL)) {
         /* release: a snapshot that sees FREE must not see the old counters as live */
         atomic_store_explicit(&t->state, FCSP_TENANT_FREE, memory_order_release);
+        atomic_store_explicit(&r->header.tenant_key[tenant_idx], 0, memory_order_relaxed); /* under the lock */
         fcsp_region_bump_topology(r);
     }
 }
@@ -106,6 +107,7 @@ long long fcsp_reclaim_slot(struct fcsp_region *r, int proc_idx)
     int tenant_idx = (int)p->tenant;
     /* release: whoever claims the slot next (acquire) sees it cleared */
     atomic_store_explicit(&p->state, FCSP_PROC_FREE, memory_order_release);
+    fcsp_index_proc(r, proc_idx, 0);
     tenant_leave(r, tenant_idx);
     fcsp_region_bump_topology(r);
     fcsp_log(FCSP_LOG_INFO, "reclaimed process %d of tenant %s: %lld bytes released", (int)p->pid,
@@ -113,19 +115,38 @@ long long fcsp_reclaim_slot(struct fcsp_region *r, int proc_idx)
     return released;
 }
 
+static uint32_t name_key(const char *name)
+{
+    uint32_t h = 2166136261u; /* FNV-1a */
+    for (size_t i = 0; i < FCSP_NAME_LEN && name[i]; i++)
+        h = (h ^ (uint8_t)name[i]) * 16777619u;
+    return h | 1u;
+}
+
+/* Under the lock: a slot's pid and heartbeat in the dense indexes (pid 0: the slot is free). */
+void fcsp_index_proc(struct fcsp_region *r, int proc_idx, int32_t pid)
+{
+    /* relaxed: written under the lock; readers outside it (snapshots) retry on topology_seq */
+    atomic_store_explicit(&r->header.proc_beat_ms[proc_idx], pid ? fcsp_now_ms() : 0, memory_order_relaxed);
+    atomic_store_explicit(&r->header.proc_pid[proc_idx], pid, memory_order_relaxed);
+}
+
 /* Under the lock: find the tenant by name, or create it. */
 static int tenant_join(struct fcsp_region *r, const struct fcsp_config *cfg, int policy_managed)
 {
     int free_idx = -1;
+    uint32_t key = name_key(cfg->tenant);
     for (int i = 0; i < FCSP_MAX_TENANTS; i++) {
+        /* relaxed: keys change only under the lock, which we hold */
+        uint32_t k = atomic_load_explicit(&r->header.tenant_key[i], memory_order_relaxed);
         struct fcsp_tenant *t = &r->tenants[i];
-        uint32_t st = atomic_load_explicit(&t->state, memory_order_acquire);
-        if (st == FCSP_TENANT_ACTIVE && strncmp(t->name, cfg->tenant, FCSP_NAME_LEN) == 0) {
+        if (k == key && atomic_load_explicit(&t->state, memory_order_acquire) == FCSP_TENANT_ACTIVE &&
+            strncmp(t->name, cfg->tenant, FCSP_NAME_LEN) == 0) {
             atomic_store_explicit(&t->nprocs, atomic_load_explicit(&t->nprocs, memory_order_relaxed) + 1,
                                   memory_order_relaxed);
             return i;
         }
-        if (st == FCSP_TENANT_FREE && free_idx < 0)
+        if (k == 0 && free_idx < 0 && atomic_load_explicit(&t->state, memory_order_acquire) == FCSP_TENANT_FREE)
             free_idx = i;
     }
     if (free_idx < 0)
@@ -147,6 +168,7 @@ static int tenant_join(struct fcsp_region *r, const struct fcsp_config *cfg, int
     memcpy(t->name, cfg->tenant, strnlen(cfg->tenant, FCSP_NAME_LEN - 1));
     /* release: a reader that sees ACTIVE (acquire) sees the name, flags and zeroed counters */
     atomic_store_explicit(&t->state, FCSP_TENANT_ACTIVE, memory_order_release);
+    atomic_store_explicit(&r->header.tenant_key[free_idx], key, memory_order_relaxed);
     return free_idx;
 }
 
@@ -161,15 +183,23 @@ int fcsp_attach(struct fcsp_region_map *m, const struct fcsp_config *cfg, int po
     pid_t me = getpid();
     uint64_t my_start = fcsp_proc_start_time(me);
     /* Reclaim the dead slots we meet (nothing leaks forever without a daemon), including our own pre-exec image's:
-     * same PID and start time, but its CUDA state died with the exec. */
+     * same PID and start time, but its CUDA state died with the exec. Only slots whose heartbeat went stale cost
+     * a look at /proc. */
     int free_idx = -1;
+    uint64_t now = fcsp_now_ms();
     for (int i = 0; i < FCSP_MAX_PROCS; i++) {
+        /* relaxed: pids change only under the lock, which we hold; beats are timestamps */
+        int32_t pid = atomic_load_explicit(&r->header.proc_pid[i], memory_order_relaxed);
+        if (pid == 0) {
+            if (free_idx < 0 && atomic_load_explicit(&r->procs[i].state, memory_order_acquire) == FCSP_PROC_FREE)
+                free_idx = i;
+            continue;
+        }
+        uint64_t beat = atomic_load_explicit(&r->header.proc_beat_ms[i], memory_order_relaxed);
         struct fcsp_proc *p = &r->procs[i];
-        uint32_t st = atomic_load_explicit(&p->state, memory_order_acquire);
-        if (st == FCSP_PROC_LIVE && ((p->pid == me && p->start_time == my_start) || fcsp_proc_is_dead(p)))
-            if (fcsp_reclaim_slot(r, i) >= 0)
-                st = FCSP_PROC_FREE;
-        if (st == FCSP_PROC_FREE && free_idx < 0)
+        int mine = pid == me && p->start_time == my_start;
+        if ((mine || (now > beat + FCSP_STALE_BEAT_MS && fcsp_proc_is_dead(p))) && fcsp_reclaim_slot(r, i) >= 0 &&
+            free_idx < 0)
             free_idx = i;
     }
     int t = tenant_join(r, cfg, policy_managed);
@@ -191,9 +221,9 @@ int fcsp_attach(struct fcsp_region_map *m, const struct fcsp_config *cfg, int po
     for (int g = 0; g < FCSP_MAX_GPUS; g++)
         atomic_store_explicit(&p->used_bytes[g], 0, memory_order_relaxed);
     atomic_store_explicit(&p->in_op, 0, memory_order_relaxed);
-    atomic_store_explicit(&p->heartbeat_ms, fcsp_now_ms(), memory_order_relaxed);
     /* release: a reader that sees LIVE (acquire) sees pid, start time and tenant */
     atomic_store_explicit(&p->state, FCSP_PROC_LIVE, memory_order_release);
+    fcsp_index_proc(r, free_idx, me);
     fcsp_region_bump_topology(r);
     fcsp_region_unlock(m);
     *tenant_idx = t;
@@ -221,6 +251,7 @@ void fcsp_detach(struct fcsp_region_map *m, int tenant_idx, int proc_idx)
     }
     /* release: the next claimant sees the cleared slot */
     atomic_store_explicit(&p->state, FCSP_PROC_FREE, memory_order_release);
+    fcsp_index_proc(r, proc_idx, 0);
     tenant_leave(r, tenant_idx);
     fcsp_region_bump_topology(r);
     fcsp_region_unlock(m);
@@ -238,9 +269,9 @@ static void *heartbeat_main(void *arg)
     (void)arg;
     /* relaxed: the stop flag orders nothing; the thread only has to notice it eventually */
     while (!atomic_load_explicit(&hb_stop, memory_order_relaxed)) {
-        struct fcsp_proc *p = fcsp_g.proc;
-        if (p) /* relaxed: a liveness timestamp, nothing is published with it */
-            atomic_store_explicit(&p->heartbeat_ms, fcsp_now_ms(), memory_order_relaxed);
+        if (fcsp_g.proc) /* relaxed: a liveness timestamp, nothing is published with it */
+            atomic_store_explicit(&fcsp_g.region.r->header.proc_beat_ms[fcsp_g.proc_idx], fcsp_now_ms(),
+                                  memory_order_relaxed);
         struct fcsp_policy_entry e;
         int has;
         if (fcsp_policy_poll(&e, &has))

@@ -21,6 +21,9 @@ int fcsp_proc_is_dead(const struct fcsp_proc *p);
  * tenant's live processes could not be quiesced in time (left for a later attempt). */
 long long fcsp_reclaim_slot(struct fcsp_region *r, int proc_idx);
 
+/* Under the region lock: record a slot's pid (0: free) in the dense index and start its heartbeat. */
+void fcsp_index_proc(struct fcsp_region *r, int proc_idx, int32_t pid);
+
 /* Start the heartbeat thread (idempotent per process). */
 void fcsp_heartbeat_start(void);
 void fcsp_heartbeat_stop(void);
