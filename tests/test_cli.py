@@ -338,6 +338,18 @@ def test_demo(env):
     assert time.monotonic() - start < 60
 
 
+def test_status_into_a_closed_pipe(env, tmp_path):
+    # `fcsp status | head -1` style: no traceback when the reader goes away.
+    out = subprocess.run(
+        f"'{FCSP}' status --help | head -1", shell=True, env=env, capture_output=True, text=True, timeout=60
+    )
+    assert out.stdout.startswith("usage:") and "Traceback" not in out.stderr
+    out = subprocess.run(
+        f"'{FCSP}' demo --sim | head -1", shell=True, env=env, capture_output=True, text=True, timeout=120
+    )
+    assert "simulated driver" in out.stdout and "Traceback" not in out.stderr
+
+
 def test_demo_forced_sim(env):
     out = fcsp("demo", "--sim", env=env, timeout=120)
     assert out.returncode == 0, out.stdout + out.stderr
