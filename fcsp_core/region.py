@@ -194,6 +194,11 @@ class Region:
         return self._handle
 
     @property
+    def handle(self) -> Any:
+        """The C handle (fcsp_region_handle *), for the other bindings of the C API (region_node.py)."""
+        return self._h()
+
+    @property
     def file(self) -> str:
         """The region file's path."""
         return _native.c_string(_native.native().lib.fcsp_region_file(self._h()))

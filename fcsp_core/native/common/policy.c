@@ -269,6 +269,18 @@ FCSP_API int fcsp_policy_remove(const char *dir, const char *tenant, char *err, 
     return i >= 0 ? FCSP_OK : fcsp_err(err, errlen, FCSP_ENOENT, "no policy for tenant %s", tenant);
 }
 
+FCSP_API int fcsp_policy_init(const char *dir, char *err, size_t errlen)
+{
+    struct fcsp_policy *p;
+    int fd;
+    char path[PATH_MAX];
+    int rc = open_for_write(dir, &p, &fd, path, sizeof path, err, errlen);
+    if (rc)
+        return rc;
+    close_write(p, fd);
+    return FCSP_OK;
+}
+
 FCSP_API int fcsp_policy_list(const char *dir, struct fcsp_policy_in *out, int max, char *err, size_t errlen)
 {
     struct fcsp_policy_map m;

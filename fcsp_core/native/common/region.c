@@ -74,6 +74,14 @@ static int check_or_make_dir(const char *dir, int create, char *err, size_t errl
     return FCSP_OK;
 }
 
+FCSP_API int fcsp_region_dir_prepare(const char *dir, char *err, size_t errlen)
+{
+    if (!dir || dir[0] != '/')
+        return fcsp_err(err, errlen, FCSP_EINVAL, "region directory must be an absolute path, not '%s'",
+                        dir ? dir : "(null)");
+    return check_or_make_dir(dir, 1, err, errlen);
+}
+
 static int validate_header(const struct fcsp_region *r, const char *path, char *err, size_t errlen)
 {
     const struct fcsp_region_header *h = &r->header;

@@ -6,15 +6,12 @@
 #include "common/log.h"
 #include "common/region.h"
 #include "fcsp/fcsp_api.h"
+#include "interposer/api_handle.h"
 
 _Static_assert(sizeof(((struct fcsp_snapshot *)0)->gpus) / sizeof(struct fcsp_gpu_info) == FCSP_MAX_GPUS, "gpus");
 _Static_assert(sizeof(((struct fcsp_snapshot *)0)->tenants) / sizeof(struct fcsp_tenant_info) == FCSP_MAX_TENANTS,
                "tenants");
 _Static_assert(sizeof(((struct fcsp_snapshot *)0)->procs) / sizeof(struct fcsp_proc_info) == FCSP_MAX_PROCS, "procs");
-
-struct fcsp_region_handle {
-    struct fcsp_region_map map;
-};
 
 FCSP_API const char *fcsp_version(void) { return "0.1.0"; }
 
@@ -58,6 +55,10 @@ static void copy_once(const struct fcsp_region *r, struct fcsp_snapshot *out)
         o->used_bytes = 0;
         memcpy(o->uuid, g->uuid, sizeof o->uuid);
         o->uuid[sizeof o->uuid - 1] = '\0';
+        /* relaxed: a statistic */
+        o->reaped_total = atomic_load_explicit(&g->reaped_total, memory_order_relaxed);
+        o->nprocs = 0; /* counted from the process slots below */
+        o->reserved = 0;
     }
     for (int i = 0; i < FCSP_MAX_TENANTS; i++) {
         const struct fcsp_tenant *t = &r->tenants[i];
@@ -72,6 +73,8 @@ static void copy_once(const struct fcsp_region *r, struct fcsp_snapshot *out)
         o->created_ns = t->created_ns;
         memcpy(o->name, t->name, sizeof o->name);
         o->name[sizeof o->name - 1] = '\0';
+        o->reaped_total = atomic_load_explicit(&t->reaped_total, memory_order_relaxed);
+        o->reaped_bytes_total = atomic_load_explicit(&t->reaped_bytes_total, memory_order_relaxed);
         for (int g = 0; g < FCSP_MAX_GPUS; g++) {
             struct fcsp_tenant_gpu_info *og = &o->gpu[g];
             og->used_bytes = atomic_load_explicit(&t->gpu[g].used_bytes, memory_order_relaxed);
@@ -101,7 +104,11 @@ static void copy_once(const struct fcsp_region *r, struct fcsp_snapshot *out)
         o->heartbeat_ms = atomic_load_explicit(&r->header.proc_beat_ms[i], memory_order_relaxed);
         for (int g = 0; g < FCSP_MAX_GPUS; g++)
             o->used_bytes[g] = atomic_load_explicit(&p->used_bytes[g], memory_order_relaxed);
+        for (uint32_t k = 0; k < out->ngpus; k++)
+            if (st == FCSP_PROC_LIVE && o->used_bytes[out->gpus[k].index])
+                out->gpus[k].nprocs++;
     }
+    out->reaped_total = atomic_load_explicit(&r->header.reaped_total, memory_order_relaxed);
 }
 
 FCSP_API int fcsp_region_snapshot(fcsp_region_handle *h, struct fcsp_snapshot *out)

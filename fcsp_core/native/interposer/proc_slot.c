@@ -13,17 +13,7 @@
 #include "interposer/gpu_map.h"
 #include "interposer/state.h"
 
-/* How long a reclaim waits for a tenant's live processes to leave their accounting windows. */
-#define RECLAIM_QUIESCE_MS 500
-
-static void sleep_us(long us)
-{
-    struct timespec ts = {.tv_sec = 0, .tv_nsec = us * 1000L};
-    nanosleep(&ts, NULL);
-}
-
-/* Under the lock. Drop one process from a tenant; an ephemeral tenant goes with its last process. */
-static void tenant_leave(struct fcsp_region *r, int tenant_idx)
+void fcsp_tenant_leave(struct fcsp_region *r, int tenant_idx)
 {
     struct fcsp_tenant *t = &r->tenants[tenant_idx];
     /* relaxed: nprocs is only changed under the region lock; readers (status) only display it */
@@ -41,78 +31,6 @@ static void tenant_leave(struct fcsp_region *r, int tenant_idx)
 int fcsp_proc_is_dead(const struct fcsp_proc *p)
 {
     return !fcsp_proc_alive(p->pid, p->start_time);
-}
-
-long long fcsp_reclaim_slot(struct fcsp_region *r, int proc_idx)
-{
-    struct fcsp_proc *p = &r->procs[proc_idx];
-    /* acquire: pairs with the owner's release store of LIVE, so pid/tenant/start_time are its own */
-    if (atomic_load_explicit(&p->state, memory_order_acquire) != FCSP_PROC_LIVE)
-        return 0;
-    atomic_store_explicit(&p->state, FCSP_PROC_REAPING, memory_order_relaxed); /* under the lock: no claimant */
-    struct fcsp_tenant *t = &r->tenants[p->tenant];
-    long long released = 0;
-    /* acquire: pairs with the owner's release decrement, so its counter updates before that are visible */
-    if (atomic_load_explicit(&p->in_op, memory_order_acquire) == 0) {
-        /* It died outside every accounting window: its slot counters are exactly what it held. */
-        for (int g = 0; g < FCSP_MAX_GPUS; g++) {
-            uint64_t u = atomic_load_explicit(&p->used_bytes[g], memory_order_relaxed);
-            if (!u)
-                continue;
-            /* relaxed: plain counter arithmetic, no data published through it */
-            atomic_fetch_sub_explicit(&t->gpu[g].used_bytes, u, memory_order_relaxed);
-            released += (long long)u;
-        }
-    } else {
-        /* It died between charging the tenant and recording the charge in its slot (or the reverse): the two
-         * disagree. Close the tenant's gate, wait until no live process of the tenant is inside a window, and
-         * recompute the tenant's counters from the live slots, which are then exact. */
-        uint64_t deadline = fcsp_now_ms() + RECLAIM_QUIESCE_MS;
-        /* seq_cst: Dekker pair with op_enter's seq_cst increment of in_op and load of the gate */
-        atomic_store_explicit(&t->reap_gate_ms, fcsp_now_ms() | 1u, memory_order_seq_cst);
-        for (int i = 0; i < FCSP_MAX_PROCS; i++) {
-            struct fcsp_proc *q = &r->procs[i];
-            if (i == proc_idx || atomic_load_explicit(&q->state, memory_order_acquire) != FCSP_PROC_LIVE ||
-                q->tenant != p->tenant)
-                continue;
-            while (atomic_load_explicit(&q->in_op, memory_order_seq_cst) != 0) {
-                if (fcsp_now_ms() > deadline || fcsp_proc_is_dead(q)) {
-                    /* release: reopen the gate; a later attach or the node daemon retries */
-                    atomic_store_explicit(&t->reap_gate_ms, 0, memory_order_release);
-                    atomic_store_explicit(&p->state, FCSP_PROC_LIVE, memory_order_relaxed);
-                    return -1;
-                }
-                sleep_us(50);
-            }
-        }
-        for (int g = 0; g < FCSP_MAX_GPUS; g++) {
-            uint64_t sum = 0;
-            for (int i = 0; i < FCSP_MAX_PROCS; i++) {
-                struct fcsp_proc *q = &r->procs[i];
-                if (i != proc_idx && q->tenant == p->tenant &&
-                    atomic_load_explicit(&q->state, memory_order_acquire) == FCSP_PROC_LIVE)
-                    sum += atomic_load_explicit(&q->used_bytes[g], memory_order_relaxed);
-            }
-            uint64_t before = atomic_load_explicit(&t->gpu[g].used_bytes, memory_order_relaxed);
-            atomic_store_explicit(&t->gpu[g].used_bytes, sum, memory_order_relaxed);
-            if (before > sum)
-                released += (long long)(before - sum);
-        }
-        /* release: admissions that resume see the recomputed counters */
-        atomic_store_explicit(&t->reap_gate_ms, 0, memory_order_release);
-    }
-    for (int g = 0; g < FCSP_MAX_GPUS; g++)
-        atomic_store_explicit(&p->used_bytes[g], 0, memory_order_relaxed);
-    atomic_store_explicit(&p->in_op, 0, memory_order_relaxed);
-    int tenant_idx = (int)p->tenant;
-    /* release: whoever claims the slot next (acquire) sees it cleared */
-    atomic_store_explicit(&p->state, FCSP_PROC_FREE, memory_order_release);
-    fcsp_index_proc(r, proc_idx, 0);
-    tenant_leave(r, tenant_idx);
-    fcsp_region_bump_topology(r);
-    fcsp_log(FCSP_LOG_INFO, "reclaimed process %d of tenant %s: %lld bytes released", (int)p->pid,
-             r->tenants[tenant_idx].name, released);
-    return released;
 }
 
 static uint32_t name_key(const char *name)
@@ -160,6 +78,8 @@ static int tenant_join(struct fcsp_region *r, const struct fcsp_config *cfg, int
         atomic_store_explicit(&t->gpu[g].sm_limit_pct, 0, memory_order_relaxed);
     }
     atomic_store_explicit(&t->reap_gate_ms, 0, memory_order_relaxed);
+    atomic_store_explicit(&t->reaped_total, 0, memory_order_relaxed);
+    atomic_store_explicit(&t->reaped_bytes_total, 0, memory_order_relaxed);
     atomic_store_explicit(&t->nprocs, 1, memory_order_relaxed);
     t->flags = policy_managed ? FCSP_TENANT_POLICY : FCSP_TENANT_EPHEMERAL;
     t->uid = (uint32_t)getuid();
@@ -198,10 +118,11 @@ int fcsp_attach(struct fcsp_region_map *m, const struct fcsp_config *cfg, int po
         uint64_t beat = atomic_load_explicit(&r->header.proc_beat_ms[i], memory_order_relaxed);
         struct fcsp_proc *p = &r->procs[i];
         int mine = pid == me && p->start_time == my_start;
-        if ((mine || (now > beat + FCSP_STALE_BEAT_MS && fcsp_proc_is_dead(p))) && fcsp_reclaim_slot(r, i) >= 0 &&
-            free_idx < 0)
+        if ((mine || (now > beat + FCSP_STALE_BEAT_MS && fcsp_proc_is_dead(p))) &&
+            fcsp_reclaim_slot(r, i, NULL) >= 0 && free_idx < 0)
             free_idx = i;
     }
+    fcsp_tenants_recount(r); /* a process killed inside a slot change leaves its tenant's count off */
     int t = tenant_join(r, cfg, policy_managed);
     if (t < 0) {
         fcsp_region_unlock(m);
@@ -209,7 +130,7 @@ int fcsp_attach(struct fcsp_region_map *m, const struct fcsp_config *cfg, int po
                         FCSP_MAX_TENANTS);
     }
     if (free_idx < 0) {
-        tenant_leave(r, t);
+        fcsp_tenant_leave(r, t);
         fcsp_region_unlock(m);
         return fcsp_err(err, errlen, FCSP_EFULL, "region %s: all %d process slots are in use", m->path,
                         FCSP_MAX_PROCS);
@@ -252,7 +173,7 @@ void fcsp_detach(struct fcsp_region_map *m, int tenant_idx, int proc_idx)
     /* release: the next claimant sees the cleared slot */
     atomic_store_explicit(&p->state, FCSP_PROC_FREE, memory_order_release);
     fcsp_index_proc(r, proc_idx, 0);
-    tenant_leave(r, tenant_idx);
+    fcsp_tenant_leave(r, tenant_idx);
     fcsp_region_bump_topology(r);
     fcsp_region_unlock(m);
 }

@@ -17,9 +17,29 @@ void fcsp_detach(struct fcsp_region_map *m, int tenant_idx, int proc_idx);
 /* Whether the process in slot p is gone (dead, or its PID reused). */
 int fcsp_proc_is_dead(const struct fcsp_proc *p);
 
-/* Under the region lock: release a dead process's slot and accounting. Returns the bytes released, or -1 if its
- * tenant's live processes could not be quiesced in time (left for a later attempt). */
-long long fcsp_reclaim_slot(struct fcsp_region *r, int proc_idx);
+/* Under the region lock: drop one process from a tenant; an ephemeral tenant goes with its last process. */
+void fcsp_tenant_leave(struct fcsp_region *r, int tenant_idx);
+
+/* What one reclaim did (for the node daemon's reap events). */
+struct fcsp_reclaim_info {
+    int32_t pid;
+    uint64_t start_time;
+    int tenant;
+    int recomputed; /* the tenant was recomputed from its live slots (it died inside an accounting window) */
+    int pending;    /* the slot was REAPING: a reaper died halfway, or an earlier reclaim was deferred */
+    int deferred;   /* this reclaim could not quiesce the tenant: the slot stays REAPING */
+    uint64_t released[FCSP_MAX_GPUS];
+};
+
+/* Under the region lock (reclaim.c): release a dead process's slot (LIVE) or finish a pending reclaim (REAPING),
+ * and count it in the reaper statistics. Returns the bytes released, or -1 if the tenant's live processes could
+ * not be quiesced in time (the slot stays REAPING for the next lock holder). info may be NULL. */
+long long fcsp_reclaim_slot(struct fcsp_region *r, int proc_idx, struct fcsp_reclaim_info *info);
+
+/* Under the region lock (reclaim.c): set every tenant's process count to the number of its LIVE or REAPING slots
+ * (a process killed inside a slot change can leave it off by one); an ephemeral tenant left with none is freed.
+ * Returns how many tenants were repaired. */
+int fcsp_tenants_recount(struct fcsp_region *r);
 
 /* Under the region lock: record a slot's pid (0: free) in the dense index and start its heartbeat. */
 void fcsp_index_proc(struct fcsp_region *r, int proc_idx, int32_t pid);

@@ -37,6 +37,10 @@ struct fcsp_gpu_info {
     uint64_t total_bytes;
     uint64_t used_bytes; /* sum over tenants */
     char uuid[48];
+    /* node daemon: */
+    uint64_t reaped_total; /* dead processes that held memory here, reclaimed */
+    uint32_t nprocs;       /* live processes holding memory here */
+    uint32_t reserved;
 };
 
 struct fcsp_tenant_gpu_info {
@@ -56,6 +60,9 @@ struct fcsp_tenant_info {
     uint64_t created_ns;
     char name[64];
     struct fcsp_tenant_gpu_info gpu[16];
+    /* node daemon: */
+    uint64_t reaped_total;       /* dead processes reclaimed */
+    uint64_t reaped_bytes_total; /* device memory their reclaims gave back */
 };
 
 struct fcsp_proc_info {
@@ -77,6 +84,7 @@ struct fcsp_snapshot {
     uint32_t ntenants;
     uint32_t nprocs;
     uint32_t reserved;
+    uint64_t reaped_total; /* dead processes reclaimed on this node since the region was created */
     struct fcsp_gpu_info gpus[16];
     struct fcsp_tenant_info tenants[256];
     struct fcsp_proc_info procs[1024];
@@ -98,9 +106,27 @@ struct fcsp_policy_in {
     struct fcsp_policy_gpu_in gpu[16];
 };
 
+/* One reclaim done by fcsp_region_reap. */
+#define FCSP_REAP_RECOMPUTED 1 /* it died inside an accounting window: its tenant was recomputed from live slots */
+#define FCSP_REAP_PENDING 2    /* a reaper died while reclaiming it (or deferred it); this one finished the job */
+#define FCSP_REAP_DEFERRED 4   /* its tenant could not be quiesced in time: the slot stays REAPING, retried */
+
+struct fcsp_reap_event {
+    int32_t pid;
+    uint32_t tenant_index;
+    uint64_t start_time;     /* of the dead process (/proc/<pid>/stat field 22) */
+    uint64_t released_bytes; /* device memory given back to its tenant, all GPUs */
+    uint64_t released_gpu_bytes[16]; /* the same per region GPU index */
+    uint32_t flags;                  /* FCSP_REAP_* */
+    uint32_t proc_index;
+    char tenant[64];
+};
+
 typedef struct fcsp_region_handle fcsp_region_handle;
 
 const char *fcsp_version(void);
+/* FCSP_REGION_VERSION: the node region layout this library speaks. */
+uint32_t fcsp_region_layout_version(void);
 
 /* Directory that holds the region and policy files: $FCSP_REGION_DIR, else /run/fcsp for root or when it exists,
  * else $XDG_RUNTIME_DIR/fcsp. Returns FCSP_ENOENT (and a message in err) when none applies. */
@@ -115,9 +141,24 @@ int fcsp_region_snapshot(fcsp_region_handle *h, struct fcsp_snapshot *out);
 /* Remove a tenant that has no attached process. FCSP_EBUSY if it still has some, FCSP_ENOENT if absent. */
 int fcsp_region_tenant_remove(fcsp_region_handle *h, const char *tenant);
 
+/* Node daemon. Create (if missing) and check a region directory as fcsp_region_open(create=1) would: for root
+ * 0755, for a user 0700; owned by root or the caller and not world-writable. */
+int fcsp_region_dir_prepare(const char *dir, char *err, size_t errlen);
+/* Under the region lock: reclaim every process slot whose process is dead (gone, a zombie, or its PID reused: the
+ * start time decides), releasing its memory accounting and its tenant membership, and finish reclaims a dead
+ * reaper left halfway (REAPING slots). A LIVE slot is checked against the kernel only when its heartbeat is at
+ * least min_heartbeat_age_ms old (0: every slot). Also repairs tenants' process counts from the slots. Writes up
+ * to max events (a reclaim past max is left for the next call); returns how many, or a negative FCSP_E*. */
+int fcsp_region_reap(fcsp_region_handle *h, uint64_t min_heartbeat_age_ms, struct fcsp_reap_event *events, int max);
+/* Under the region lock: check the header and every slot for values no fcsp process writes (corruption).
+ * FCSP_OK, or FCSP_ESTALE with the first problem in err. */
+int fcsp_region_check(fcsp_region_handle *h, char *err, size_t errlen);
+
 /* Policy table (only the manager, i.e. the directory's owner, may write it). */
 int fcsp_policy_put(const char *dir, const struct fcsp_policy_in *in, char *err, size_t errlen);
 int fcsp_policy_remove(const char *dir, const char *tenant, char *err, size_t errlen);
+/* Create the policy table if missing (empty, 0644) and check it; FCSP_ESTALE for a table of another layout. */
+int fcsp_policy_init(const char *dir, char *err, size_t errlen);
 /* Copies up to max entries; returns how many, or a negative FCSP_E*. */
 int fcsp_policy_list(const char *dir, struct fcsp_policy_in *out, int max, char *err, size_t errlen);
 

@@ -23,7 +23,7 @@
 #define FCSP_CACHELINE 128
 
 #define FCSP_REGION_MAGIC 0x3147455250534346ull /* "FCSPREG1" little endian */
-#define FCSP_REGION_VERSION 1u
+#define FCSP_REGION_VERSION 2u /* 2: reaper statistics (reaped_total, reaped_bytes_total) */
 #define FCSP_POLICY_MAGIC 0x314c4f5050534346ull /* "FCSPPOL1" */
 #define FCSP_POLICY_VERSION 1u
 
@@ -39,6 +39,8 @@ struct fcsp_gpu_entry {
     uint32_t sm_count;                              /* multiprocessors, from the driver */
     uint64_t total_bytes;                           /* physical memory, from the driver */
     char uuid[FCSP_UUID_LEN];                       /* "GPU-xxxxxxxx-xxxx-xxxx-xxxx-xxxxxxxxxxxx", NUL-terminated */
+    /* Reaper statistics: written by reapers under the region lock, read by the exporter. */
+    _Atomic uint64_t reaped_total; /* dead processes whose slot held memory on this GPU, reclaimed */
 };
 
 enum fcsp_tenant_state { FCSP_TENANT_FREE = 0, FCSP_TENANT_CLAIMING = 1, FCSP_TENANT_ACTIVE = 2 };
@@ -76,6 +78,10 @@ struct fcsp_tenant {
     uint32_t uid;        /* owner uid, written before ACTIVE */
     uint64_t created_ns; /* CLOCK_REALTIME, written before ACTIVE */
     char name[FCSP_NAME_LEN];
+    /* Reaper statistics: written by reapers under the region lock (zeroed by the creator of the tenant), read by the
+     * exporter. Kept apart from the admission counters (gpu[]) and from the SM-time fields to come. */
+    _Atomic uint64_t reaped_total;       /* dead processes of this tenant whose slot was reclaimed */
+    _Atomic uint64_t reaped_bytes_total; /* device memory those reclaims gave back, all GPUs */
     struct fcsp_tenant_gpu gpu[FCSP_MAX_GPUS];
 };
 
@@ -83,7 +89,10 @@ enum fcsp_proc_state {
     FCSP_PROC_FREE = 0,
     FCSP_PROC_CLAIMING = 1, /* being filled in by its owner */
     FCSP_PROC_LIVE = 2,
-    FCSP_PROC_REAPING = 3 /* a reaper holds it: nobody may claim it until it returns to FREE */
+    /* A reaper holds it: nobody may claim it until it returns to FREE. Reapers run under the region lock (a flock,
+     * released when its holder dies), so a lock holder that meets a REAPING slot knows its reaper died halfway (or
+     * deferred the reclaim) and finishes it (reclaim.c). */
+    FCSP_PROC_REAPING = 3
 };
 
 /* A process attached to a tenant. Every field but state is written by the owner only (and by a reaper once the
@@ -110,6 +119,9 @@ struct fcsp_region_header {
     uint64_t created_ns;
     /* Bumped (release) whenever a GPU, tenant or process slot changes state; snapshots retry while it moves. */
     alignas(FCSP_CACHELINE) _Atomic uint64_t topology_seq;
+    /* Reaper statistics: dead processes reclaimed on this node since the region was created (by reapers, under the
+     * region lock). On topology_seq's line: both change only when slots change hands. */
+    _Atomic uint64_t reaped_total;
     /* Dense indexes, so a process that attaches reads a few pages instead of every tenant's and process's lines
      * (~200 pages, ~100 us of page faults). Written under the region lock together with the slot they describe. */
     alignas(FCSP_CACHELINE) _Atomic uint32_t tenant_key[FCSP_MAX_TENANTS]; /* 0 free, else name hash | 1 */
@@ -129,6 +141,8 @@ struct fcsp_region {
 _Static_assert(offsetof(struct fcsp_region_header, magic) == 0, "magic must come first");
 _Static_assert(sizeof(struct fcsp_tenant_gpu) == FCSP_CACHELINE, "tenant gpu counters: one line each");
 _Static_assert(sizeof(struct fcsp_proc) == 2 * FCSP_CACHELINE, "proc slot: identity line + counters line");
+_Static_assert(offsetof(struct fcsp_tenant, gpu) == FCSP_CACHELINE, "tenant identity and statistics: one line");
+_Static_assert(sizeof(struct fcsp_gpu_entry) == FCSP_CACHELINE, "gpu entry: one line");
 _Static_assert(offsetof(struct fcsp_region, gpus) % FCSP_CACHELINE == 0, "gpus aligned");
 _Static_assert(offsetof(struct fcsp_region, tenants) % FCSP_CACHELINE == 0, "tenants aligned");
 _Static_assert(offsetof(struct fcsp_region, procs) % FCSP_CACHELINE == 0, "procs aligned");

@@ -1,0 +1,151 @@
+"""The region manager's node-daemon side: reaping dead processes, checking a region for corruption, preparing
+the region directory and the policy table, and a raw snapshot view for the exporter's per-scrape path.
+
+Like region.py, a thin layer over the C API (fcsp_api.h): reclaiming, locking and the checks live in C.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+from fcsp_core import _native
+from fcsp_core.config import MAX_GPUS
+from fcsp_core.region import Region
+
+REAP_RECOMPUTED = 1  # FCSP_REAP_RECOMPUTED
+REAP_PENDING = 2  # FCSP_REAP_PENDING
+REAP_DEFERRED = 4  # FCSP_REAP_DEFERRED
+PROC_LIVE = 2  # FCSP_PROC_LIVE
+TENANT_EPHEMERAL = 1  # FCSP_TENANT_EPHEMERAL
+TENANT_POLICY = 2  # FCSP_TENANT_POLICY
+TENANT_CLOSING = 0xFFFFFFFF
+
+
+@dataclass(frozen=True)
+class ReapEvent:
+    """One reclaim of a dead process's slot (fcsp_reap_event)."""
+
+    pid: int
+    start_time: int
+    tenant: str
+    tenant_index: int
+    proc_index: int
+    released_bytes: int
+    released_gpu_bytes: dict[int, int]  # region GPU index -> bytes, GPUs with bytes only
+    recomputed: bool  # it died inside an accounting window: its tenant was recomputed from the live slots
+    pending: bool  # a reaper died halfway through it (or deferred it) and this one finished it
+    deferred: bool  # the tenant could not be quiesced in time: retried on the next pass
+
+
+def layout_version() -> int:
+    """The node region layout version libfcsp speaks (FCSP_REGION_VERSION)."""
+    return int(_native.native().lib.fcsp_region_layout_version())
+
+
+def prepare_dir(directory: str | os.PathLike[str]) -> None:
+    """Create the region directory if missing (root: 0755, a user: 0700) and check its owner and mode."""
+    nat = _native.native()
+    err = _native.err_buffer()
+    rc = nat.lib.fcsp_region_dir_prepare(os.fsencode(directory), err, _native.ERR_LEN)
+    _native.check(rc, err, f"preparing the region directory {directory}")
+
+
+def policy_init(directory: str | os.PathLike[str]) -> None:
+    """Create the policy table if missing (empty, 0644) and check it (FcspStaleError for another layout)."""
+    nat = _native.native()
+    err = _native.err_buffer()
+    rc = nat.lib.fcsp_policy_init(os.fsencode(directory), err, _native.ERR_LEN)
+    _native.check(rc, err, f"preparing the policy table in {directory}")
+
+
+def check(region: Region) -> None:
+    """FcspStaleError naming the first value no fcsp process writes (a corrupt region), else nothing."""
+    nat = _native.native()
+    err = _native.err_buffer()
+    rc = nat.lib.fcsp_region_check(region.handle, err, _native.ERR_LEN)
+    _native.check(rc, err, f"checking the region {region.file}")
+
+
+class Reaper:
+    """Reclaims dead processes' slots of one open region (its event buffer is reused between passes)."""
+
+    def __init__(self, region: Region, max_events: int = 256) -> None:
+        self.region = region
+        self._max = max_events
+        self._events: Any = _native.native().ffi.new(f"struct fcsp_reap_event[{max_events}]")
+
+    def reap(self, min_heartbeat_age_ms: int = 0) -> list[ReapEvent]:
+        """One pass (fcsp_region_reap): every slot whose process is dead, checked against the kernel only when its
+        heartbeat is at least min_heartbeat_age_ms old (0: all); raises FcspBusyError if the lock stays taken."""
+        nat = _native.native()
+        rc = nat.lib.fcsp_region_reap(self.region.handle, min_heartbeat_age_ms, self._events, self._max)
+        count = _native.check(rc, None, "reaping the region")
+        return [_event(self._events[i]) for i in range(count)]
+
+
+def _event(e: Any) -> ReapEvent:
+    flags = int(e.flags)
+    return ReapEvent(
+        pid=int(e.pid),
+        start_time=int(e.start_time),
+        tenant=_native.c_string(e.tenant),
+        tenant_index=int(e.tenant_index),
+        proc_index=int(e.proc_index),
+        released_bytes=int(e.released_bytes),
+        released_gpu_bytes={g: int(e.released_gpu_bytes[g]) for g in range(MAX_GPUS) if e.released_gpu_bytes[g]},
+        recomputed=bool(flags & REAP_RECOMPUTED),
+        pending=bool(flags & REAP_PENDING),
+        deferred=bool(flags & REAP_DEFERRED),
+    )
+
+
+class RawSnapshot:
+    """A region snapshot kept as the C struct (struct fcsp_snapshot), read field by field.
+
+    For paths that run often (every scrape, every reaper pass) and need a few fields of many records: building
+    region.Snapshot models costs milliseconds. The records are cffi structs: fields as in fcsp_api.h.
+    """
+
+    def __init__(self) -> None:
+        self.c: Any = _native.native().ffi.new("struct fcsp_snapshot *")
+
+    def take(self, region: Region) -> RawSnapshot:
+        """Fill this snapshot from region (fcsp_region_snapshot); returns self."""
+        rc = _native.native().lib.fcsp_region_snapshot(region.handle, self.c)
+        _native.check(rc, None, "region snapshot")
+        return self
+
+    @property
+    def topology_seq(self) -> int:
+        return int(self.c.topology_seq)
+
+    @property
+    def now_ms(self) -> int:
+        return int(self.c.now_ms)
+
+    @property
+    def reaped_total(self) -> int:
+        return int(self.c.reaped_total)
+
+    def gpus(self) -> Iterator[Any]:
+        """struct fcsp_gpu_info records of the GPUs the region knows."""
+        c = self.c
+        return (c.gpus[i] for i in range(min(int(c.ngpus), MAX_GPUS)))
+
+    def tenants(self) -> Iterator[Any]:
+        """struct fcsp_tenant_info records of the active tenants (gpu[] indexed by region GPU index)."""
+        c = self.c
+        return (c.tenants[i] for i in range(int(c.ntenants)))
+
+    def procs(self) -> Iterator[Any]:
+        """struct fcsp_proc_info records of the live (and being reaped) process slots."""
+        c = self.c
+        return (c.procs[i] for i in range(int(c.nprocs)))
+
+
+def snapshot_struct_fields(struct: str) -> frozenset[str]:
+    """The field names of a C API struct ("struct fcsp_tenant_gpu_info"), as this libfcsp's header declares them."""
+    return frozenset(name for name, _ in _native.native().ffi.typeof(struct).fields)
