@@ -26,6 +26,7 @@ import fcntl
 import os
 import re
 import shutil
+import signal
 import subprocess
 import sys
 import warnings
@@ -314,6 +315,19 @@ def _probe_path() -> Path:
     return found
 
 
+def _status(returncode: int) -> str:
+    """An exit status as a person reads it: 1, or -11 (SIGSEGV)."""
+    if returncode < 0:
+        try:
+            return f"{returncode} ({signal.Signals(-returncode).name})"
+        except ValueError:
+            pass
+    meaning = {66: "AddressSanitizer report", 67: "UBSan report", 68: "ThreadSanitizer report"}.get(
+        returncode
+    )
+    return f"{returncode} ({meaning})" if meaning else str(returncode)
+
+
 def run_probe(
     env: dict[str, str], *args: str, timeout: float = 120, input: str | None = None, check: bool = True
 ) -> subprocess.CompletedProcess[str]:
@@ -324,7 +338,7 @@ def run_probe(
     )
     if check and done.returncode != 0:
         raise AssertionError(
-            f"fcsp-probe {' '.join(cmd[1:])} exited {done.returncode}\n"
+            f"fcsp-probe {' '.join(cmd[1:])} exited {_status(done.returncode)}\n"
             f"--- stdout ---\n{done.stdout}\n--- stderr ---\n{done.stderr}"
         )
     return done
@@ -400,7 +414,9 @@ def sim_stats(env: dict[str, str], dev: int = 0, sim_dir: Path | str | None = No
         check=False,
     )
     if done.returncode != 0:
-        raise AssertionError(f"sim_stats failed (exit {done.returncode}):\n{done.stdout}\n{done.stderr}")
+        raise AssertionError(
+            f"sim_stats failed (exit {_status(done.returncode)}):\n{done.stdout}\n{done.stderr}"
+        )
     live, peak = done.stdout.split()
     return int(live), int(peak)
 
