@@ -32,6 +32,7 @@ from fcsp_core.config import (
     read_sim_env,
 )
 from fcsp_core.fmt import format_bytes
+from fcsp_core.node import command as node_command
 
 EXIT_USAGE = 2
 
@@ -262,6 +263,7 @@ def build_parser() -> argparse.ArgumentParser:
         formatter_class=_formatter,
     )
     demo.add_argument("--sim", action="store_true", help="use the simulated driver even if there is a GPU")
+    node_command.register(sub, _formatter)
     return parser
 
 
@@ -410,6 +412,7 @@ COMMANDS = {
     "status": cmd_status,
     "lib-path": cmd_lib_path,
     "demo": cmd_demo,
+    "node": node_command.run,
 }
 
 

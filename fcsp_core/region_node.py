@@ -78,8 +78,10 @@ class Reaper:
         self._events: Any = _native.native().ffi.new(f"struct fcsp_reap_event[{max_events}]")
 
     def reap(self, min_heartbeat_age_ms: int = 0) -> list[ReapEvent]:
-        """One pass (fcsp_region_reap): every slot whose process is dead, checked against the kernel only when its
-        heartbeat is at least min_heartbeat_age_ms old (0: all); raises FcspBusyError if the lock stays taken."""
+        """One pass (fcsp_region_reap) over every slot whose process is dead.
+
+        A live slot is checked against the kernel only when its heartbeat is at least min_heartbeat_age_ms old
+        (0: all). FcspBusyError if the region lock stays taken."""
         nat = _native.native()
         rc = nat.lib.fcsp_region_reap(self.region.handle, min_heartbeat_age_ms, self._events, self._max)
         count = _native.check(rc, None, "reaping the region")
@@ -95,7 +97,9 @@ def _event(e: Any) -> ReapEvent:
         tenant_index=int(e.tenant_index),
         proc_index=int(e.proc_index),
         released_bytes=int(e.released_bytes),
-        released_gpu_bytes={g: int(e.released_gpu_bytes[g]) for g in range(MAX_GPUS) if e.released_gpu_bytes[g]},
+        released_gpu_bytes={
+            g: int(e.released_gpu_bytes[g]) for g in range(MAX_GPUS) if e.released_gpu_bytes[g]
+        },
         recomputed=bool(flags & REAP_RECOMPUTED),
         pending=bool(flags & REAP_PENDING),
         deferred=bool(flags & REAP_DEFERRED),
@@ -147,5 +151,5 @@ class RawSnapshot:
 
 
 def snapshot_struct_fields(struct: str) -> frozenset[str]:
-    """The field names of a C API struct ("struct fcsp_tenant_gpu_info"), as this libfcsp's header declares them."""
+    """Field names of a C API struct ("struct fcsp_tenant_gpu_info") in this libfcsp's header."""
     return frozenset(name for name, _ in _native.native().ffi.typeof(struct).fields)

@@ -1,0 +1,83 @@
+"""What NVML says about the GPUs, through pynvml when it is importable: each GPU's index (the `gpu` label
+dcgm-exporter uses) and the memory of processes that are not under fcsp.
+
+Optional by design: without pynvml or a driver, the exporter labels GPUs by their region index and leaves out
+fcsp_gpu_unmanaged_memory_bytes.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Collection
+from typing import Any
+
+log = logging.getLogger("fcsp.node")
+
+
+class NvmlView:
+    """An initialised NVML; calls are serialised (one scrape renders at a time anyway)."""
+
+    def __init__(self, pynvml: Any) -> None:
+        self._nvml = pynvml
+        self._lock = threading.Lock()
+        self._handles: dict[str, Any] = {}
+        self._indices: dict[str, int | None] = {}
+
+    @classmethod
+    def open(cls) -> NvmlView | None:
+        """NVML initialised, or None (logged once) when pynvml or the driver is missing."""
+        try:
+            import pynvml
+        except ImportError:
+            log.info(
+                "pynvml is not installed: GPUs are labelled by region index, unmanaged memory is not exported"
+            )
+            return None
+        try:
+            pynvml.nvmlInit()
+        except (pynvml.NVMLError, OSError) as exc:
+            log.info(
+                "NVML unavailable (%s): GPUs are labelled by region index, unmanaged memory not exported", exc
+            )
+            return None
+        return cls(pynvml)
+
+    def close(self) -> None:
+        with self._lock:
+            try:
+                self._nvml.nvmlShutdown()
+            except self._nvml.NVMLError:
+                pass
+
+    def _handle(self, uuid: str) -> Any:
+        handle = self._handles.get(uuid)
+        if handle is None:
+            handle = self._nvml.nvmlDeviceGetHandleByUUID(uuid)
+            self._handles[uuid] = handle
+        return handle
+
+    def index(self, uuid: str) -> int | None:
+        """NVML's index of the GPU (as nvidia-smi and dcgm-exporter number it); None if NVML lacks it."""
+        with self._lock:
+            if uuid not in self._indices:
+                try:
+                    self._indices[uuid] = int(self._nvml.nvmlDeviceGetIndex(self._handle(uuid)))
+                except self._nvml.NVMLError:
+                    self._indices[uuid] = None
+            return self._indices[uuid]
+
+    def unmanaged_bytes(self, uuid: str, fcsp_pids: Collection[int]) -> int | None:
+        """Device memory NVML sees held by compute processes that are not fcsp's (not in fcsp_pids), or None
+        when NVML cannot say."""
+        with self._lock:
+            try:
+                procs = self._nvml.nvmlDeviceGetComputeRunningProcesses(self._handle(uuid))
+            except self._nvml.NVMLError:
+                return None
+        total = 0
+        for p in procs:
+            used = getattr(p, "usedGpuMemory", None)
+            if used is not None and int(p.pid) not in fcsp_pids:
+                total += int(used)
+        return total

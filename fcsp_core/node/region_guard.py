@@ -1,0 +1,100 @@
+"""Opening the node region for the daemon, and what to do with one that cannot be trusted.
+
+A region file of another magic, version or size (truncated, corrupt, left by another fcsp version), or one
+whose slots hold values no fcsp process writes, is never used. It is rebuilt (removed and created afresh, with
+the library's own create path and modes) only when no process maps it: a process that maps it may be attached
+and accounting in it. Otherwise the daemon says which processes hold it and tries again later.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+from fcsp_core import region_node
+from fcsp_core.region import FcspError, FcspStaleError, Region
+
+log = logging.getLogger("fcsp.node")
+REGION_FILE = "region"
+
+
+@dataclass(frozen=True)
+class Refused:
+    """Why the region is not in use now."""
+
+    path: Path
+    reason: str  # the library's message
+    holders: tuple[int, ...]  # PIDs that map the refused file (it is rebuilt once there are none)
+
+    def describe(self) -> str:
+        if not self.holders:
+            return f"region {self.path} refused: {self.reason}"
+        shown = ", ".join(str(p) for p in self.holders[:8])
+        more = f" and {len(self.holders) - 8} more" if len(self.holders) > 8 else ""
+        return (
+            f"region {self.path} refused and NOT rebuilt: {self.reason}; processes map it "
+            f"(PID {shown}{more}), so it is kept until they exit"
+        )
+
+
+def mapping_pids(path: Path, proc: Path = Path("/proc")) -> list[int]:
+    """PIDs of the processes that map the file at path (by device and inode, from /proc/<pid>/maps), this
+    process excluded. Processes whose maps cannot be read (gone, another user's when not root) are skipped."""
+    try:
+        st = os.stat(path, follow_symlinks=False)
+    except FileNotFoundError:
+        return []
+    want_dev = f"{os.major(st.st_dev):02x}:{os.minor(st.st_dev):02x}"
+    want_ino = str(st.st_ino)
+    me = os.getpid()
+    pids = []
+    for entry in os.scandir(proc):
+        if not entry.name.isdigit() or int(entry.name) == me:
+            continue
+        try:
+            with open(os.path.join(entry.path, "maps"), encoding="ascii", errors="replace") as fh:
+                for line in fh:
+                    fields = line.split(maxsplit=5)
+                    if len(fields) >= 5 and fields[4] == want_ino and fields[3] == want_dev:
+                        pids.append(int(entry.name))
+                        break
+        except OSError:
+            continue
+    return sorted(pids)
+
+
+def open_region(directory: Path) -> Region | Refused:
+    """The node region in directory, created if missing and checked; a refused one is rebuilt when no process
+    maps it. Returns the open Region, or Refused when it must be left alone for now (the caller reports
+    it)."""
+    path = directory / REGION_FILE
+    try:
+        reg = Region.open(directory, create=True)
+    except FcspStaleError as exc:
+        return _rebuild_or_refuse(directory, path, exc.message)
+    try:
+        region_node.check(reg)
+    except FcspStaleError as exc:
+        reg.close()  # unmap it first: this process must not count as a holder
+        return _rebuild_or_refuse(directory, path, exc.message)
+    except FcspError:
+        reg.close()
+        raise
+    return reg
+
+
+def _rebuild_or_refuse(directory: Path, path: Path, reason: str) -> Region | Refused:
+    holders = mapping_pids(path)
+    if holders:
+        return Refused(path=path, reason=reason, holders=tuple(holders))
+    log.warning("region %s refused: %s; no process maps it: rebuilding it", path, reason)
+    try:
+        path.unlink()
+    except FileNotFoundError:
+        pass
+    reg = Region.open(directory, create=True)
+    region_node.check(reg)
+    log.warning("region %s rebuilt (layout version %d)", path, region_node.layout_version())
+    return reg
