@@ -257,6 +257,14 @@ def test_pool_caches_until_trim_or_destroy(sim):
         (11030, "cuCtxCreate", "cuCtxCreate_v2"),
         (12000, "cuDeviceGetUuid", "cuDeviceGetUuid_v2"),
         (13000, "cuMemcpyHtoD", "cuMemcpyHtoD_v2"),
+        (12080, "cuStreamBeginCapture", "cuStreamBeginCapture_v2"),
+        (11030, "cuStreamGetCaptureInfo", "cuStreamGetCaptureInfo_v2"),
+        (13000, "cuStreamGetCaptureInfo", "cuStreamGetCaptureInfo_v3"),
+        (11080, "cuGraphAddKernelNode", "cuGraphAddKernelNode"),
+        (12000, "cuGraphAddKernelNode", "cuGraphAddKernelNode_v2"),
+        (11030, "cuGraphInstantiate", "cuGraphInstantiate_v2"),
+        (13000, "cuGraphInstantiateWithFlags", "cuGraphInstantiateWithFlags"),
+        (13000, "cuGraphLaunch", "cuGraphLaunch"),
     ],
 )
 def test_get_proc_address_versions(sim, version, name, symbol):
@@ -284,6 +292,14 @@ def test_get_proc_address_per_thread_and_failures(sim):
         "cuMemcpyHtoD_v2_ptds",
         "cuMemAlloc_v2",
         "cuMemAllocAsync_ptsz",
+    ]
+    graph_pt = sim.lines(
+        "--ptsz", "resolve", "cuStreamBeginCapture", "resolve", "cuGraphLaunch", "resolve", "cuGraphDestroy"
+    )
+    assert [r.get("symbol") for r in graph_pt] == [
+        "cuStreamBeginCapture_v2_ptsz",
+        "cuGraphLaunch_ptsz",
+        "cuGraphDestroy",
     ]
     assert out[4]["status"] == "fail" and out[4]["err"] == "CUDA_ERROR_NOT_FOUND"
     assert "query=SYMBOL_NOT_FOUND" in sim.run("resolve", "cuNoSuchFunction").stdout
@@ -321,9 +337,16 @@ def test_api_modes_run_the_same_program(sim, api):
         "free",
         "all",
         "stats",
+        "graph",
+        "noop",
+        "8",
+        "64",
+        "2",
+        "3",
     )
     assert [o["status"] for o in out[:5]] == ["ok"] * 5, out
     assert out[5]["live_bytes"] == "0"
+    assert out[6]["status"] == "ok" and out[6]["kernels"] == "2" and out[6]["count"] == "3", out
 
 
 def test_kernel_time_model(sim):
@@ -377,6 +400,142 @@ def test_processes_contend_for_sms(sim):
     for p in procs:
         p.communicate()
     assert all(t <= 60 * 1.4 for t in both), both
+
+
+def test_graph_takes_its_kernels_time(sim):
+    """A captured graph of K kernels launched N times takes K x N times one kernel, like K x N launches."""
+    env = {"FCSP_SIM_KERNEL_US": "spin=2000"}
+    out = sim.lines(
+        "init",
+        *("launch", "spin", "264", "1024", "1"),
+        *("launch", "spin", "264", "1024", "40"),
+        *("graph", "spin", "264", "1024", "8", "5"),
+        *("graph", "spin", "264", "1024", "1", "10"),
+        env=env,
+    )
+    one, forty, graph8x5, graph1x10 = out[1:]
+    single = float(one["elapsed_ms"])
+    assert 2 * 0.95 <= single <= 2 * 1.25
+    assert graph8x5["status"] == "ok" and graph8x5["kernels"] == "8" and graph8x5["count"] == "5"
+    assert 40 * single * 0.95 <= float(graph8x5["elapsed_ms"]) <= 40 * single * 1.1, (single, graph8x5)
+    plain = float(forty["elapsed_ms"])
+    assert abs(float(graph8x5["elapsed_ms"]) - plain) <= 0.05 * plain
+    assert 10 * single * 0.95 <= float(graph1x10["elapsed_ms"]) <= 10 * single * 1.1, (single, graph1x10)
+    assert float(graph8x5["wall_ms"]) >= float(graph8x5["elapsed_ms"]) * 0.95
+
+
+def test_graph_shares_sms_with_other_processes(sim):
+    """A graph's kernels take their place on the shared SM timeline like plain launches: against another
+    process's full-GPU kernels, both take about twice as long."""
+    env = {"FCSP_SIM_KERNEL_US": "spin=2000"}
+    graph = ("init", "graph", "spin", "264", "1024", "10", "6")  # full GPU, 60 x 2 ms
+    plain = ("init", "launch", "spin", "264", "1024", "60")
+    alone = float(sim.lines(*graph, env=env)[1]["elapsed_ms"])
+    assert 120 * 0.95 <= alone <= 120 * 1.25
+    procs = [sim.spawn(*graph, env=env), sim.spawn(*plain, env=env)]
+    both = [
+        float(wait_line(p, prefix)["elapsed_ms"])
+        for p, prefix in zip(procs, ("graph", "launch"), strict=True)
+    ]
+    for p in procs:
+        p.communicate()
+    assert all(1.6 * alone <= t <= 2.6 * alone for t in both), (alone, both)
+    # two graphs of half-GPU kernels fit side by side
+    half = ("init", "graph", "spin", "132", "1024", "10", "3")
+    procs = [sim.spawn(*half, env=env) for _ in range(2)]
+    both = [float(wait_line(p, "graph")["elapsed_ms"]) for p in procs]
+    for p in procs:
+        p.communicate()
+    assert all(t <= 60 * 1.4 for t in both), both
+
+
+def test_capture_records_instead_of_running(sim):
+    """Launches on a capturing stream return at once and cost no simulated time: 50 kernels of 200 ms each are
+    captured in well under a second, and a graph that is never launched leaves the timing events 0 apart."""
+    env = {"FCSP_SIM_KERNEL_US": "spin=200000"}
+    t0 = time.monotonic()
+    _, graph = sim.lines("init", "graph", "spin", "264", "1024", "50", "0", env=env)
+    assert time.monotonic() - t0 < 5
+    assert graph["status"] == "ok" and graph["kernels"] == "50", graph
+    assert float(graph["capture_ms"]) < 200 and float(graph["wall_ms"]) < 200
+    assert float(graph["elapsed_ms"]) < 1
+
+
+def test_graph_capture_corner_cases(sim, tmp_path):
+    """tests/native/sim_graph_check.c: capture rules (legacy stream, invalidation by synchronisation, implicit
+    legacy-stream use, threads, per-thread stream), GetCaptureInfo v1-v3, node queries, the instantiate forms,
+    hand-built graphs, handle lifetimes and graph time."""
+    exe = tmp_path / "sim_graph_check"
+    include = ROOT / "fcsp_core" / "native" / "include"
+    src = ROOT / "tests" / "native" / "sim_graph_check.c"
+    cc = [_cc(), "-std=c11", "-Wall", "-Werror", "-pthread", "-I", str(include)]
+    subprocess.run([*cc, "-o", str(exe), str(src), "-ldl"], check=True)
+    env = sim.environ({"FCSP_SIM_KERNEL_US": "spin=2000"})
+    p = subprocess.run(
+        [str(exe), str(sim.sim_dir / "libcuda.so.1")], env=env, capture_output=True, text=True, timeout=60
+    )
+    assert p.returncode == 0, p.stdout + p.stderr
+    assert p.stdout.count("ok ") >= 90 and "FAIL" not in p.stdout
+
+
+def test_sim_export_prototypes_match_cuda_h(tmp_path):
+    """Every entry of sim_exports.h has the prototype cuda.h gives its symbol, and the default-stream entries
+    are cudaTypedefs.h's PFN_<base>_v<since> (tests/native/sim_exports_abi.c; compiling is the test)."""
+    candidates = [os.environ.get("FCSP_CUDA_INCLUDE"), "/usr/local/cuda/include", "/usr/include"]
+    found = [Path(d) for d in candidates if d and (Path(d) / "cuda.h").is_file()]
+    cuda_inc = next((d for d in found if (d / "cudaTypedefs.h").is_file()), None)
+    if cuda_inc is None:
+        pytest.skip("NVIDIA's cuda.h/cudaTypedefs.h not found ($FCSP_CUDA_INCLUDE, /usr/local/cuda/include)")
+    native = ROOT / "fcsp_core" / "native"
+    p = subprocess.run(
+        [
+            _cc(),
+            "-std=gnu11",
+            "-fsyntax-only",
+            f"-I{cuda_inc}",
+            f"-I{native / 'include'}",
+            f"-I{native / 'sim'}",
+            str(ROOT / "tests" / "native" / "sim_exports_abi.c"),
+        ],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+        timeout=120,
+    )
+    assert p.returncode == 0, "\n".join(re.findall(r"error: ([^\n]*)", p.stderr)) or p.stderr[-6000:]
+
+
+def test_nccl_like_kernel_name(sim):
+    """The probe's module has an NCCL-like entry; cuFuncGetName returns entry names as they are."""
+    name = "ncclDevKernel_AllReduce_Sum_f32_RING_LL"
+    out = sim.lines("init", "funcname", name, "funcname", "spin", "launch", name, "8", "256", "3")
+    assert out[1]["status"] == "ok" and out[1]["name"] == name, out
+    assert out[2]["name"] == "spin"
+    assert out[3]["status"] == "ok" and out[3]["name"] == name
+    too_old = sim.lines("--api=proc:12000", "init", "funcname", name, check=False)
+    assert too_old[1]["status"] == "fail" and too_old[1]["err"] == "CUDA_ERROR_NOT_FOUND"
+
+
+def test_launchloop_counts(sim):
+    """launchloop runs for its wall time; with 2 ms kernels it manages about one launch per 2 ms (the queue is
+    at most 64 deep), and two processes sharing the GPU get about half each."""
+    env = {"FCSP_SIM_KERNEL_US": "spin=2000,noop=1"}
+    _, spin, noop = sim.lines(
+        "init", "launchloop", "spin", "264", "1024", "0.6", "launchloop", "noop", "1", "32", "0.2", env=env
+    )
+    launches, wall = int(spin["launches"]), float(spin["wall_ms"])
+    assert spin["status"] == "ok" and 600 <= wall <= 600 + 64 * 2 + 150, spin
+    assert abs(launches * 2 - wall) <= 0.1 * wall, spin  # the GPU was busy the whole time
+    assert int(noop["launches"]) > 1000, noop
+    alone = launches / wall
+    args = ("init", "launchloop", "spin", "264", "1024", "1.5")
+    procs = [sim.spawn(*args, env=env) for _ in range(2)]
+    rates = []
+    for p in procs:
+        line = wait_line(p, "launchloop", timeout=15)
+        rates.append(int(line["launches"]) / float(line["wall_ms"]))
+        p.communicate()
+    assert all(0.35 * alone <= r <= 0.7 * alone for r in rates), (alone, rates)
 
 
 def test_stress_threads_keep_counts_exact(sim):
@@ -484,6 +643,9 @@ def test_private_state_without_dir(sim_build):
 def test_probe_usage(sim):
     assert sim.run("bogus", check=False).returncode == 2
     assert sim.run("alloc", check=False).returncode == 2
+    assert sim.run("graph", "spin", "1", "32", "2", check=False).returncode == 2
+    assert sim.run("launchloop", "spin", "1", "32", "0", check=False).returncode == 2
+    assert sim.run("funcname", check=False).returncode == 2
     assert "usage" in sim.run("--help").stdout
 
 

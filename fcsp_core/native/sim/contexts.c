@@ -346,6 +346,8 @@ SIM_EXPORT CUresult cuCtxSynchronize_v2(CUcontext ctx)
     int dev;
     CUresult rc = sim_ctx_device(ctx, &dev);
     if (rc == CUDA_SUCCESS)
+        rc = sim_capture_check_device_sync(dev);
+    if (rc == CUDA_SUCCESS)
         sim_exec_sync_device(dev);
     return rc;
 }

@@ -44,6 +44,9 @@ static CUresult record(CUevent ev, CUstream h, int pt)
     rc = sim_stream_resolve(h, pt, &s);
     if (rc != CUDA_SUCCESS)
         return rc;
+    struct sim_capture_op op = {SIM_CAPTURE_NOTHING, NULL, 0, NULL};
+    if (sim_capture(s, &op, &rc))
+        return rc; /* recorded into a capture: the event keeps its state */
     sim_exec_record(ev, s);
     return CUDA_SUCCESS;
 }

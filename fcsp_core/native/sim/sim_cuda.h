@@ -2,6 +2,8 @@
 #ifndef FCSP_SIM_CUDA_H
 #define FCSP_SIM_CUDA_H
 
+#include <pthread.h>
+#include <stdatomic.h>
 #include <stdint.h>
 
 #include "sim_config.h"
@@ -82,19 +84,33 @@ int sim_vmm_contains(uint64_t addr, uint64_t len);
 /* ---- streams.c / exec.c ---- */
 struct sim_item;
 
+/* CUstream_st.builtin */
+#define SIM_STREAM_CREATED 0
+#define SIM_STREAM_LEGACY 1
+#define SIM_STREAM_PER_THREAD 2
+
 struct CUstream_st {
     uint32_t magic;
     int dev;
     CUcontext ctx;
     unsigned int flags;
     int priority;
-    int builtin; /* legacy or per-thread default stream */
+    int builtin; /* SIM_STREAM_*: created, or the legacy or a per-thread default stream */
     int destroyed;
     struct sim_item *head, *tail; /* work not yet placed on the timeline */
     int pending;
     int has_placed;
     int64_t placed_start, placed_end; /* last placed work */
     struct CUstream_st *next; /* all streams */
+    /* stream capture: graphs.c's, under its lock */
+    struct CUgraph_st *cap_graph; /* the graph being captured into; NULL: not capturing */
+    CUstreamCaptureStatus cap_status;
+    CUstreamCaptureMode cap_mode;
+    pthread_t cap_thread; /* the thread that began the capture */
+    uint64_t cap_id;
+    CUgraphNode cap_deps[1]; /* what the next captured node depends on (cuStreamGetCaptureInfo) */
+    size_t cap_ndeps;
+    struct CUstream_st *cap_next; /* all capturing streams */
 };
 
 enum sim_event_state { SIM_EVENT_NEVER, SIM_EVENT_PENDING, SIM_EVENT_TIMED };
@@ -128,6 +144,53 @@ int sim_exec_event_busy(struct CUevent_st *ev);
 CUresult sim_exec_elapsed(float *ms, struct CUevent_st *a, struct CUevent_st *b);
 void sim_exec_destroy_event(struct CUevent_st *ev);
 
+/* ---- launch.c: every kernel launch, plain or a graph's kernel node, goes through sim_kernel_enqueue ---- */
+struct sim_kernel {
+    CUfunction f;
+    unsigned int grid[3], block[3];
+    unsigned int shmem;
+    int cooperative;
+};
+/* Checks k for device dev and models it: it occupies *nsms SMs for *dur_ns. */
+CUresult sim_kernel_model(const struct sim_kernel *k, int dev, int *nsms, int64_t *dur_ns);
+/* Checks and models k and queues it on s's timeline. */
+CUresult sim_kernel_enqueue(struct CUstream_st *s, const struct sim_kernel *k);
+
+/* ---- graphs.c: stream capture and graphs ---- */
+enum sim_capture_kind {
+    SIM_CAPTURE_KERNEL, /* recorded as a kernel node */
+    SIM_CAPTURE_MEMCPY, /* recorded as a copy node taking dur_ns */
+    SIM_CAPTURE_MEMSET, /* recorded as a memset node taking dur_ns */
+    SIM_CAPTURE_GRAPH, /* a graph launch: its nodes are recorded */
+    SIM_CAPTURE_NOTHING, /* event record, event wait: accepted, nothing recorded */
+    SIM_CAPTURE_SYNC /* waits for the stream (synchronize, query, synchronous copy): refused */
+};
+struct sim_capture_op {
+    enum sim_capture_kind kind;
+    const struct sim_kernel *kernel;
+    int64_t dur_ns;
+    CUgraphExec exec;
+};
+/* Streams capturing in this process (begun and not yet ended). Only a hint that lets operations skip the lock
+ * while nothing captures: the capture state itself is read under graphs.c's lock. */
+extern atomic_int g_sim_capturing;
+int sim_capture_slow(struct CUstream_st *s, const struct sim_capture_op *op, CUresult *rc);
+/* Stream capture's say in an operation on s. 0: the operation goes ahead as usual. 1: it is done, *rc is its
+ * result: recorded into the capture graph, refused (a synchronising operation on a capturing stream invalidates
+ * the capture), or the legacy stream used while a blocking stream of its context captures. */
+static inline int sim_capture(struct CUstream_st *s, const struct sim_capture_op *op, CUresult *rc)
+{
+    /* relaxed: a capture begun by this thread, or by one it synchronised with, is seen (coherence of the
+     * increment that happened before); for racing threads the order is unspecified with the real driver too */
+    if (atomic_load_explicit(&g_sim_capturing, memory_order_relaxed) == 0)
+        return 0;
+    return sim_capture_slow(s, op, rc);
+}
+/* cuCtxSynchronize: CUDA_ERROR_STREAM_CAPTURE_UNSUPPORTED (invalidating them) while streams of dev capture. */
+CUresult sim_capture_check_device_sync(int dev);
+/* cuStreamDestroy: a capture in progress on s ends, its graph is freed. */
+void sim_capture_stream_destroyed(struct CUstream_st *s);
+
 /* ---- events.c ---- */
 CUresult sim_event_check(CUevent ev); /* init + a live event of this process */
 
@@ -146,5 +209,8 @@ CUresult sim_function_check(CUfunction f);
 #define SIM_MAGIC_POOL 0x504f4f21u
 #define SIM_MAGIC_MODULE 0x4d4f4421u
 #define SIM_MAGIC_FUNC 0x46554e21u
+#define SIM_MAGIC_GRAPH 0x47524621u
+#define SIM_MAGIC_GNODE 0x474e4f21u
+#define SIM_MAGIC_GEXEC 0x47455821u
 
 #endif

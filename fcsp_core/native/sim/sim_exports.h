@@ -231,7 +231,62 @@
     X(cuEventElapsedTime_v2, cuEventElapsedTime, 12080, 0, CUresult,                                               \
       (float *pMilliseconds, CUevent hStart, CUevent hEnd))                                                        \
     X(cuEventDestroy, cuEventDestroy, 2000, 0, CUresult, (CUevent hEvent))                                         \
-    X(cuEventDestroy_v2, cuEventDestroy, 4000, 0, CUresult, (CUevent hEvent))
+    X(cuEventDestroy_v2, cuEventDestroy, 4000, 0, CUresult, (CUevent hEvent))                                    \
+    /* stream capture (the legacy stream cannot capture; the per-thread default stream can) */                    \
+    X(cuStreamBeginCapture, cuStreamBeginCapture, 10000, 0, CUresult, (CUstream hStream))                          \
+    X(cuStreamBeginCapture_ptsz, cuStreamBeginCapture, 10000, 1, CUresult, (CUstream hStream))                     \
+    X(cuStreamBeginCapture_v2, cuStreamBeginCapture, 10010, 0, CUresult,                                           \
+      (CUstream hStream, CUstreamCaptureMode mode))                                                                \
+    X(cuStreamBeginCapture_v2_ptsz, cuStreamBeginCapture, 10010, 1, CUresult,                                      \
+      (CUstream hStream, CUstreamCaptureMode mode))                                                                \
+    X(cuStreamEndCapture, cuStreamEndCapture, 10000, 0, CUresult, (CUstream hStream, CUgraph * phGraph))           \
+    X(cuStreamEndCapture_ptsz, cuStreamEndCapture, 10000, 1, CUresult, (CUstream hStream, CUgraph * phGraph))      \
+    X(cuStreamIsCapturing, cuStreamIsCapturing, 10000, 0, CUresult,                                                \
+      (CUstream hStream, CUstreamCaptureStatus * captureStatus))                                                   \
+    X(cuStreamIsCapturing_ptsz, cuStreamIsCapturing, 10000, 1, CUresult,                                           \
+      (CUstream hStream, CUstreamCaptureStatus * captureStatus))                                                   \
+    X(cuStreamGetCaptureInfo, cuStreamGetCaptureInfo, 10010, 0, CUresult,                                          \
+      (CUstream hStream, CUstreamCaptureStatus * captureStatus_out, cuuint64_t * id_out))                          \
+    X(cuStreamGetCaptureInfo_ptsz, cuStreamGetCaptureInfo, 10010, 1, CUresult,                                     \
+      (CUstream hStream, CUstreamCaptureStatus * captureStatus_out, cuuint64_t * id_out))                          \
+    X(cuStreamGetCaptureInfo_v2, cuStreamGetCaptureInfo, 11030, 0, CUresult,                                       \
+      (CUstream hStream, CUstreamCaptureStatus * captureStatus_out, cuuint64_t * id_out, CUgraph * graph_out,      \
+       const CUgraphNode **dependencies_out, size_t *numDependencies_out))                                         \
+    X(cuStreamGetCaptureInfo_v2_ptsz, cuStreamGetCaptureInfo, 11030, 1, CUresult,                                  \
+      (CUstream hStream, CUstreamCaptureStatus * captureStatus_out, cuuint64_t * id_out, CUgraph * graph_out,      \
+       const CUgraphNode **dependencies_out, size_t *numDependencies_out))                                         \
+    X(cuStreamGetCaptureInfo_v3, cuStreamGetCaptureInfo, 12030, 0, CUresult,                                       \
+      (CUstream hStream, CUstreamCaptureStatus * captureStatus_out, cuuint64_t * id_out, CUgraph * graph_out,      \
+       const CUgraphNode **dependencies_out, const CUgraphEdgeData **edgeData_out, size_t *numDependencies_out))  \
+    X(cuStreamGetCaptureInfo_v3_ptsz, cuStreamGetCaptureInfo, 12030, 1, CUresult,                                  \
+      (CUstream hStream, CUstreamCaptureStatus * captureStatus_out, cuuint64_t * id_out, CUgraph * graph_out,      \
+       const CUgraphNode **dependencies_out, const CUgraphEdgeData **edgeData_out, size_t *numDependencies_out))  \
+    /* graphs (nodes run one after another, in the order they were added; cuGraphLaunch is with the launches) */   \
+    X(cuGraphCreate, cuGraphCreate, 10000, 0, CUresult, (CUgraph * phGraph, unsigned int flags))                   \
+    X(cuGraphAddKernelNode, cuGraphAddKernelNode, 10000, 0, CUresult,                                              \
+      (CUgraphNode * phGraphNode, CUgraph hGraph, const CUgraphNode *dependencies, size_t numDependencies,         \
+       const CUDA_KERNEL_NODE_PARAMS_v1 *nodeParams))                                                              \
+    X(cuGraphAddKernelNode_v2, cuGraphAddKernelNode, 12000, 0, CUresult,                                           \
+      (CUgraphNode * phGraphNode, CUgraph hGraph, const CUgraphNode *dependencies, size_t numDependencies,         \
+       const CUDA_KERNEL_NODE_PARAMS_v2 *nodeParams))                                                              \
+    X(cuGraphKernelNodeGetParams, cuGraphKernelNodeGetParams, 10000, 0, CUresult,                                  \
+      (CUgraphNode hNode, CUDA_KERNEL_NODE_PARAMS_v1 * nodeParams))                                                \
+    X(cuGraphKernelNodeGetParams_v2, cuGraphKernelNodeGetParams, 12000, 0, CUresult,                               \
+      (CUgraphNode hNode, CUDA_KERNEL_NODE_PARAMS_v2 * nodeParams))                                                \
+    X(cuGraphGetNodes, cuGraphGetNodes, 10000, 0, CUresult, (CUgraph hGraph, CUgraphNode * nodes, size_t * numNodes)) \
+    X(cuGraphNodeGetType, cuGraphNodeGetType, 10000, 0, CUresult, (CUgraphNode hNode, CUgraphNodeType * type))     \
+    X(cuGraphInstantiate, cuGraphInstantiate, 10000, 0, CUresult,                                                  \
+      (CUgraphExec * phGraphExec, CUgraph hGraph, CUgraphNode * phErrorNode, char *logBuffer, size_t bufferSize))  \
+    X(cuGraphInstantiate_v2, cuGraphInstantiate, 11000, 0, CUresult,                                               \
+      (CUgraphExec * phGraphExec, CUgraph hGraph, CUgraphNode * phErrorNode, char *logBuffer, size_t bufferSize))  \
+    X(cuGraphInstantiateWithFlags, cuGraphInstantiateWithFlags, 11040, 0, CUresult,                                \
+      (CUgraphExec * phGraphExec, CUgraph hGraph, unsigned long long flags))                                       \
+    X(cuGraphInstantiateWithParams, cuGraphInstantiateWithParams, 12000, 0, CUresult,                              \
+      (CUgraphExec * phGraphExec, CUgraph hGraph, CUDA_GRAPH_INSTANTIATE_PARAMS * instantiateParams))              \
+    X(cuGraphInstantiateWithParams_ptsz, cuGraphInstantiateWithParams, 12000, 1, CUresult,                         \
+      (CUgraphExec * phGraphExec, CUgraph hGraph, CUDA_GRAPH_INSTANTIATE_PARAMS * instantiateParams))              \
+    X(cuGraphExecDestroy, cuGraphExecDestroy, 10000, 0, CUresult, (CUgraphExec hGraphExec))                        \
+    X(cuGraphDestroy, cuGraphDestroy, 10000, 0, CUresult, (CUgraph hGraph))
 
 #define SIM_DECLARE_EXPORT(symbol, base, since, per_thread, ret, params) SIM_EXPORT ret symbol params;
 SIM_CUDA_EXPORTS(SIM_DECLARE_EXPORT)

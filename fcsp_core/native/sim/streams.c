@@ -19,12 +19,12 @@ static CUresult builtin_stream(int per_thread, struct CUstream_st **out)
     if (per_thread) {
         s = t_per_thread[dev];
         if (s == NULL)
-            s = t_per_thread[dev] = sim_exec_new_stream(dev, ctx, 0, 0, 1);
+            s = t_per_thread[dev] = sim_exec_new_stream(dev, ctx, 0, 0, SIM_STREAM_PER_THREAD);
     } else {
         pthread_mutex_lock(&g_builtin_mu);
         s = g_legacy[dev];
         if (s == NULL)
-            s = g_legacy[dev] = sim_exec_new_stream(dev, ctx, 0, 0, 1);
+            s = g_legacy[dev] = sim_exec_new_stream(dev, ctx, 0, 0, SIM_STREAM_LEGACY);
         pthread_mutex_unlock(&g_builtin_mu);
     }
     if (s == NULL)
@@ -60,7 +60,7 @@ SIM_EXPORT CUresult cuStreamCreateWithPriority(CUstream *phStream, unsigned int 
         return rc;
     if (phStream == NULL || (flags & ~(unsigned int)CU_STREAM_NON_BLOCKING) != 0)
         return CUDA_ERROR_INVALID_VALUE;
-    struct CUstream_st *s = sim_exec_new_stream(dev, ctx, flags, priority, 0);
+    struct CUstream_st *s = sim_exec_new_stream(dev, ctx, flags, priority, SIM_STREAM_CREATED);
     if (s == NULL)
         return CUDA_ERROR_OUT_OF_MEMORY;
     if (sim_map_put(&g_streams_by_handle, (uint64_t)(uintptr_t)s, s) != 0) {
@@ -84,6 +84,7 @@ SIM_EXPORT CUresult cuStreamDestroy_v2(CUstream hStream)
     struct CUstream_st *s = sim_map_take(&g_streams_by_handle, (uint64_t)(uintptr_t)hStream);
     if (s == NULL)
         return CUDA_ERROR_INVALID_HANDLE;
+    sim_capture_stream_destroyed(s);
     sim_exec_destroy_stream(s);
     return CUDA_SUCCESS;
 }
@@ -97,9 +98,13 @@ static CUresult stream_sync(CUstream h, int pt)
 {
     struct CUstream_st *s;
     CUresult rc = sim_stream_resolve(h, pt, &s);
-    if (rc == CUDA_SUCCESS)
-        sim_exec_sync_stream(s);
-    return rc;
+    if (rc != CUDA_SUCCESS)
+        return rc;
+    struct sim_capture_op op = {SIM_CAPTURE_SYNC, NULL, 0, NULL};
+    if (sim_capture(s, &op, &rc))
+        return rc;
+    sim_exec_sync_stream(s);
+    return CUDA_SUCCESS;
 }
 
 SIM_EXPORT CUresult cuStreamSynchronize(CUstream hStream)
@@ -117,6 +122,9 @@ static CUresult stream_query(CUstream h, int pt)
     struct CUstream_st *s;
     CUresult rc = sim_stream_resolve(h, pt, &s);
     if (rc != CUDA_SUCCESS)
+        return rc;
+    struct sim_capture_op op = {SIM_CAPTURE_SYNC, NULL, 0, NULL};
+    if (sim_capture(s, &op, &rc))
         return rc;
     return sim_exec_stream_busy(s) ? CUDA_ERROR_NOT_READY : CUDA_SUCCESS;
 }
@@ -140,6 +148,9 @@ static CUresult stream_wait(CUstream h, CUevent ev, unsigned int flags, int pt)
     rc = sim_event_check(ev);
     if (rc != CUDA_SUCCESS)
         return rc;
+    struct sim_capture_op op = {SIM_CAPTURE_NOTHING, NULL, 0, NULL};
+    if (sim_capture(s, &op, &rc))
+        return rc; /* a capture records no dependency: its nodes run in order anyway */
     sim_exec_wait_event(s, ev);
     return CUDA_SUCCESS;
 }

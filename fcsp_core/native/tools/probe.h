@@ -76,7 +76,20 @@
     X(EventRecord, "cuEventRecord", "cuEventRecord", "cuEventRecord_ptsz", CUresult, (CUevent, CUstream))          \
     X(EventSynchronize, "cuEventSynchronize", "cuEventSynchronize", NULL, CUresult, (CUevent))                     \
     X(EventElapsedTime, "cuEventElapsedTime", "cuEventElapsedTime_v2", NULL, CUresult, (float *, CUevent, CUevent)) \
-    X(EventDestroy, "cuEventDestroy", "cuEventDestroy_v2", NULL, CUresult, (CUevent))
+    X(EventDestroy, "cuEventDestroy", "cuEventDestroy_v2", NULL, CUresult, (CUevent))                              \
+    X(FuncGetName, "cuFuncGetName", "cuFuncGetName", NULL, CUresult, (const char **, CUfunction))                  \
+    X(StreamBeginCapture, "cuStreamBeginCapture", "cuStreamBeginCapture_v2", "cuStreamBeginCapture_v2_ptsz",        \
+      CUresult, (CUstream, CUstreamCaptureMode))                                                                   \
+    X(StreamEndCapture, "cuStreamEndCapture", "cuStreamEndCapture", "cuStreamEndCapture_ptsz", CUresult,           \
+      (CUstream, CUgraph *))                                                                                       \
+    X(GraphGetNodes, "cuGraphGetNodes", "cuGraphGetNodes", NULL, CUresult, (CUgraph, CUgraphNode *, size_t *))    \
+    X(GraphInstantiateWithFlags, "cuGraphInstantiateWithFlags", "cuGraphInstantiateWithFlags", NULL, CUresult,     \
+      (CUgraphExec *, CUgraph, unsigned long long))                                                                \
+    X(GraphInstantiate, "cuGraphInstantiate", "cuGraphInstantiate_v2", NULL, CUresult,                             \
+      (CUgraphExec *, CUgraph, CUgraphNode *, char *, size_t))                                                     \
+    X(GraphLaunch, "cuGraphLaunch", "cuGraphLaunch", "cuGraphLaunch_ptsz", CUresult, (CUgraphExec, CUstream))      \
+    X(GraphExecDestroy, "cuGraphExecDestroy", "cuGraphExecDestroy", NULL, CUresult, (CUgraphExec))                 \
+    X(GraphDestroy, "cuGraphDestroy", "cuGraphDestroy", NULL, CUresult, (CUgraph))
 
 #define PROBE_FIELD(field, base, sym, ptsym, ret, params) ret(*field) params;
 struct probe_driver {
@@ -130,6 +143,9 @@ int cmd_free_all_quiet(void);
 
 /* probe_launch.c, probe_stress.c, probe_info.c */
 int cmd_launch(const char *name, uint64_t blocks, uint64_t threads, uint64_t count);
+int cmd_launchloop(const char *name, uint64_t blocks, uint64_t threads, double seconds);
+int cmd_graph(const char *name, uint64_t blocks, uint64_t threads, uint64_t kernels, uint64_t count);
+int cmd_funcname(const char *name);
 int cmd_stress(uint64_t threads, uint64_t iters, uint64_t maxsize);
 int cmd_init(int dev);
 int cmd_meminfo(void);

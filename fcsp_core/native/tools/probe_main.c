@@ -1,4 +1,5 @@
 /* fcsp-probe: options, command parsing and the command loop. */
+#include <ctype.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -29,8 +30,19 @@ static const char g_usage[] =
     "  totalmem                cuDeviceTotalMem -> totalmem total_bytes=N\n"
     "  device                  name, SMs, compute capability, UUID of the current device -> device ok ...\n"
     "  launch NAME BLOCKS THREADS COUNT\n"
-    "                          launch kernel NAME (spin, noop or work of a built-in PTX module) COUNT times on a\n"
-    "                          stream, synchronise -> launch ok name=spin count=N elapsed_ms=F wall_ms=F\n"
+    "                          launch kernel NAME (spin, noop, work or ncclDevKernel_AllReduce_Sum_f32_RING_LL of\n"
+    "                          a built-in PTX module) COUNT times on a stream, synchronise\n"
+    "                            -> launch ok name=spin count=N elapsed_ms=F wall_ms=F\n"
+    "                          (elapsed: between events around the launches; wall: host time to the end)\n"
+    "  launchloop NAME BLOCKS THREADS SECONDS\n"
+    "                          launch back to back for SECONDS (e.g. 2 or 0.5) of wall time, synchronising every 64\n"
+    "                          launches -> launchloop ok name=spin launches=N wall_ms=F\n"
+    "  graph NAME BLOCKS THREADS KERNELS COUNT\n"
+    "                          capture KERNELS launches on a stream into a graph, instantiate it, launch it COUNT\n"
+    "                          times, synchronise\n"
+    "                            -> graph ok name=spin kernels=K count=N elapsed_ms=F wall_ms=F capture_ms=F\n"
+    "                          (kernels: the captured graph's nodes; capture: host time of the capture)\n"
+    "  funcname NAME           cuFuncGetName of kernel NAME -> funcname ok entry=NAME name=NAME\n"
     "  sleep MS                -> sleep ok ms=N\n"
     "  stress THREADS ITERS MAXSIZE\n"
     "                          threads allocating/freeing at random (mem, async, vmm, managed; sizes 1..MAXSIZE)\n"
@@ -48,13 +60,14 @@ static const char g_usage[] =
     "worked (refused allocations count as working), 1 when a command other than alloc/fill failed, 2 on a usage\n"
     "error.\n";
 
-enum cmd_type { C_INIT, C_ALLOC, C_FREE, C_FILL, C_MEMINFO, C_TOTALMEM, C_DEVICE, C_LAUNCH, C_SLEEP, C_STRESS,
-                C_POOLTRIM, C_RESOLVE, C_STATS, C_HOLD };
+enum cmd_type { C_INIT, C_ALLOC, C_FREE, C_FILL, C_MEMINFO, C_TOTALMEM, C_DEVICE, C_LAUNCH, C_LAUNCHLOOP, C_GRAPH,
+                C_FUNCNAME, C_SLEEP, C_STRESS, C_POOLTRIM, C_RESOLVE, C_STATS, C_HOLD };
 
 struct cmd {
     enum cmd_type type;
     const char *name;
-    uint64_t a, b, c;
+    uint64_t a, b, c, d;
+    double secs;
     enum probe_kind kind;
 };
 
@@ -74,6 +87,19 @@ static int is_size(const char *s)
 {
     uint64_t v;
     return s && probe_parse_size(s, &v) == 0;
+}
+
+/* Seconds: a number above 0 and at most a day (2, 0.5). */
+static int parse_seconds(const char *s, double *out)
+{
+    if (s == NULL || !(isdigit((unsigned char)*s) || *s == '.'))
+        return -1;
+    char *end;
+    double v = strtod(s, &end);
+    if (end == s || *end != '\0' || !(v > 0 && v <= 86400))
+        return -1;
+    *out = v;
+    return 0;
 }
 
 /* Parses argv[*i..] into c, advancing *i. Returns 0, or 2 after printing a usage error. */
@@ -125,6 +151,30 @@ static int parse_cmd(char **argv, int argc, int *i, struct cmd *c)
         probe_parse_uint(argv[(*i)++], &c->a);
         probe_parse_uint(argv[(*i)++], &c->b);
         probe_parse_uint(argv[(*i)++], &c->c);
+    } else if (strcmp(w, "launchloop") == 0) {
+        c->type = C_LAUNCHLOOP;
+        if (*i + 4 > argc || !is_uint(argv[*i + 1]) || !is_uint(argv[*i + 2]) ||
+            parse_seconds(argv[*i + 3], &c->secs) != 0)
+            return usage_error("launchloop needs NAME BLOCKS THREADS SECONDS", NULL);
+        c->name = argv[(*i)++];
+        probe_parse_uint(argv[(*i)++], &c->a);
+        probe_parse_uint(argv[(*i)++], &c->b);
+        (*i)++;
+    } else if (strcmp(w, "graph") == 0) {
+        c->type = C_GRAPH;
+        if (*i + 5 > argc || !is_uint(argv[*i + 1]) || !is_uint(argv[*i + 2]) || !is_uint(argv[*i + 3]) ||
+            !is_uint(argv[*i + 4]))
+            return usage_error("graph needs NAME BLOCKS THREADS KERNELS COUNT", NULL);
+        c->name = argv[(*i)++];
+        probe_parse_uint(argv[(*i)++], &c->a);
+        probe_parse_uint(argv[(*i)++], &c->b);
+        probe_parse_uint(argv[(*i)++], &c->c);
+        probe_parse_uint(argv[(*i)++], &c->d);
+    } else if (strcmp(w, "funcname") == 0) {
+        c->type = C_FUNCNAME;
+        if (n1 == NULL)
+            return usage_error("funcname needs a NAME", NULL);
+        c->name = argv[(*i)++];
     } else if (strcmp(w, "sleep") == 0) {
         c->type = C_SLEEP;
         if (!is_uint(n1))
@@ -187,6 +237,9 @@ static int run(const struct cmd *c)
     case C_TOTALMEM: return cmd_totalmem();
     case C_DEVICE: return cmd_device();
     case C_LAUNCH: return cmd_launch(c->name, c->a, c->b, c->c);
+    case C_LAUNCHLOOP: return cmd_launchloop(c->name, c->a, c->b, c->secs);
+    case C_GRAPH: return cmd_graph(c->name, c->a, c->b, c->c, c->d);
+    case C_FUNCNAME: return cmd_funcname(c->name);
     case C_SLEEP: return cmd_sleep(c->a);
     case C_STRESS: return cmd_stress(c->a, c->b, c->c);
     case C_POOLTRIM: return cmd_pooltrim(c->a);
