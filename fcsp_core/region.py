@@ -88,6 +88,9 @@ class TenantGpuUsage(_Model):
     peak_bytes: int
     refused_total: int
     sm_limit_pct: int
+    sm_granted_ns_total: int = 0  # GPU time charged to admitted launches
+    sm_throttled_ns_total: int = 0  # time launches waited for the tenant's tokens
+    launches_total: int = 0
 
 
 class Tenant(_Model):
@@ -279,6 +282,9 @@ def _snapshot_model(snap: Any, region_dir: str, region_file: str) -> Snapshot:
                         peak_bytes=int(u.peak_bytes),
                         refused_total=int(u.refused_total),
                         sm_limit_pct=int(u.sm_limit_pct),
+                        sm_granted_ns_total=int(u.sm_granted_ns_total),
+                        sm_throttled_ns_total=int(u.sm_throttled_ns_total),
+                        launches_total=int(u.launches_total),
                     )
                     for j, u in ((j, t.gpu[j]) for j in range(ngpus))
                 ],

@@ -1,7 +1,7 @@
-"""Many processes x many threads allocating and freeing under one tenant's cap: the simulator's own count of live
-memory (what the driver really handed out) never exceeds the cap at any instant, and every counter returns to zero
-when they exit. Without the interposer's compare-and-swap admission the peak passes the cap within a few thousand
-allocations (checked by test_cap_is_exceeded_without_fcsp)."""
+"""Many processes x many threads allocating and freeing under one tenant's cap: the simulator's own
+count of live memory (what the driver really handed out) never exceeds the cap at any instant, and every
+counter returns to zero when they exit. Without the interposer's compare-and-swap admission the peak passes
+the cap within a few thousand allocations (checked by test_cap_is_exceeded_without_fcsp)."""
 
 from __future__ import annotations
 

@@ -1,6 +1,6 @@
-"""Bad input never crashes a job silently: invalid env values, a corrupt or foreign region, an unsafe directory.
-Each gives one clear line on stderr, then the configured policy (pass-through standalone, fail-closed under a
-scheduler). And a process that never touches CUDA stays inert."""
+"""Bad input never crashes a job silently: invalid env values, a corrupt or foreign region, an unsafe
+directory. Each gives one clear line on stderr, then the configured policy (pass-through standalone, fail-
+closed under a scheduler). And a process that never touches CUDA stays inert."""
 
 from __future__ import annotations
 

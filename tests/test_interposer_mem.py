@@ -1,6 +1,6 @@
-"""Memory caps through the real interposer on the simulated driver: every allocation family admitted, refused and
-released; driver failures rolled back; what the application sees; tenants shared by many processes; live cap
-changes through the policy table; exit without freeing."""
+"""Memory caps through the real interposer on the simulated driver: every allocation family admitted, refused
+and released; driver failures rolled back; what the application sees; tenants shared by many processes; live
+cap changes through the policy table; exit without freeing."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ import sys
 import time
 
 import pytest
+
 from fcsp_core.config import PolicyEntry
 from fcsp_core.region import policy_put, read_snapshot
 
@@ -31,7 +32,23 @@ def _one(rows: list[dict[str, str]], cmd: str) -> dict[str, str]:
 def test_each_family_is_admitted_refused_and_released(sim_env, run_probe, parse_probe, sim_stats, kind):
     env = sim_env(mem="8G", FCSP_MEM_LIMIT="1G", FCSP_TENANT=f"fam-{kind}")
     out = run_probe(
-        env, "init", "alloc", "600M", kind, "alloc", "600M", kind, "alloc", "600M", kind, "alloc", "600M", kind, "meminfo", "free", "all",
+        env,
+        "init",
+        "alloc",
+        "600M",
+        kind,
+        "alloc",
+        "600M",
+        kind,
+        "alloc",
+        "600M",
+        kind,
+        "alloc",
+        "600M",
+        kind,
+        "meminfo",
+        "free",
+        "all",
         "meminfo",
     )
     rows = parse_probe(out.stdout)
@@ -61,7 +78,8 @@ def test_refused_allocation_never_reaches_the_driver(sim_env, run_probe, parse_p
 
 
 def test_driver_failure_rolls_back_the_reservation(native, sim_env, run_probe, parse_probe):
-    # The cap (16G) is above what the simulated GPU has (1G): the driver refuses, fcsp must give the bytes back.
+    # The cap (16G) is above what the simulated GPU has (1G): the driver refuses, fcsp must give the bytes
+    # back.
     env = sim_env(mem="1G", FCSP_MEM_LIMIT="16G", FCSP_TENANT="rollback")
     proc = subprocess.Popen(
         [str(native.probe), "init", "alloc", "2G", "alloc", "512M", "hold"],
@@ -164,7 +182,8 @@ def test_exit_without_free_releases_everything(sim_env, run_probe, parse_probe, 
 
 
 def test_live_policy_change_and_usage_above_the_cap(native, sim_env, parse_probe, run_probe):
-    """A scheduler lowers a running tenant's cap below its usage: queries report free 0 (never an error), further
+    """A scheduler lowers a running tenant's cap below its usage: queries report free 0 (never an error),
+    further
     allocations are refused, and the change applies within the heartbeat period."""
     env = sim_env(mem="8G", FCSP_TENANT="live", FCSP_SCHEDULER="test")
     region = env["FCSP_REGION_DIR"]

@@ -1,5 +1,5 @@
-"""How applications reach the driver: cuGetProcAddress(_v2) at several CUDA versions and stream flavours, dlsym by
-handle and RTLD_DEFAULT, RTLD_NEXT from another library, unknown names forwarded."""
+"""How applications reach the driver: cuGetProcAddress(_v2) at several CUDA versions and stream flavours,
+dlsym by handle and RTLD_DEFAULT, RTLD_NEXT from another library, unknown names forwarded."""
 
 from __future__ import annotations
 

@@ -82,6 +82,10 @@ static void copy_once(const struct fcsp_region *r, struct fcsp_snapshot *out)
             og->peak_bytes = atomic_load_explicit(&t->gpu[g].peak_bytes, memory_order_relaxed);
             og->refused_total = atomic_load_explicit(&t->gpu[g].refused_total, memory_order_relaxed);
             og->sm_limit_pct = atomic_load_explicit(&t->gpu[g].sm_limit_pct, memory_order_relaxed);
+            og->sm_granted_ns_total = atomic_load_explicit(&t->gpu[g].sm_granted_ns_total, memory_order_relaxed);
+            og->sm_throttled_ns_total =
+                atomic_load_explicit(&t->gpu[g].sm_throttled_ns_total, memory_order_relaxed);
+            og->launches_total = atomic_load_explicit(&t->gpu[g].launches_total, memory_order_relaxed);
             og->reserved = 0;
             for (uint32_t k = 0; k < out->ngpus; k++)
                 if (out->gpus[k].index == g)

@@ -11,6 +11,13 @@
 
 FCSP_API uint32_t fcsp_region_layout_version(void) { return FCSP_REGION_VERSION; }
 
+FCSP_API uint64_t fcsp_region_topology_seq(fcsp_region_handle *h)
+{
+    /* acquire: pairs with fcsp_region_bump_topology's release, so a snapshot taken after seeing a new value
+     * sees the slot changes behind it */
+    return atomic_load_explicit(&h->map.r->header.topology_seq, memory_order_acquire);
+}
+
 static void fill_event(struct fcsp_reap_event *ev, const struct fcsp_region *r, int proc_idx,
                        const struct fcsp_reclaim_info *info)
 {

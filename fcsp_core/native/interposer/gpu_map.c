@@ -12,6 +12,7 @@
 #include "interposer/state.h"
 
 struct fcsp_dev fcsp_devs[FCSP_MAX_ORDINALS];
+_Atomic int fcsp_sm_possible;
 
 /* NVML handles seen by this process, each resolved to a device entry (its own, ordinal from the visible list). */
 #define MAX_NVML 16
@@ -84,6 +85,8 @@ static void compute_limits(struct fcsp_dev *d)
     /* relaxed: admission reads the cap on its own; no other data depends on it */
     atomic_store_explicit(&d->limit_bytes, mem, memory_order_relaxed);
     atomic_store_explicit(&d->sm_limit_pct, sm, memory_order_relaxed);
+    if (sm) /* relaxed: launches read it on their own; set before any launch can need it (under map_lock) */
+        atomic_store_explicit(&fcsp_sm_possible, 1, memory_order_relaxed);
     struct fcsp_tenant_gpu *tg = &fcsp_g.tenant->gpu[d->gpu];
     atomic_store_explicit(&tg->limit_bytes, mem, memory_order_relaxed);
     atomic_store_explicit(&tg->sm_limit_pct, sm, memory_order_relaxed);
@@ -99,6 +102,7 @@ static int fill_dev(struct fcsp_dev *d, const char *uuid, int ordinal, uint64_t 
     d->gpu = gpu;
     d->ordinal = ordinal;
     d->total_bytes = total;
+    d->sm_count = sms;
     compute_limits(d);
     return 0;
 }
@@ -215,6 +219,7 @@ void fcsp_devs_apply_policy(const struct fcsp_policy_entry *entry, int has_entry
     if (has_entry)
         fcsp_g.policy_entry = *entry;
     fcsp_g.has_policy_entry = has_entry;
+    fcsp_sm_recheck_possible();
     for (int i = 0; i < FCSP_MAX_ORDINALS; i++)
         if (atomic_load_explicit(&fcsp_devs[i].state, memory_order_acquire) == FCSP_DEV_READY)
             compute_limits(&fcsp_devs[i]);

@@ -21,8 +21,12 @@ struct fcsp_dev {
     uint64_t total_bytes;           /* physical */
     _Atomic uint64_t limit_bytes;   /* this tenant's cap here, 0 = none; changed live by the heartbeat */
     _Atomic uint32_t sm_limit_pct;  /* 0 = none */
+    uint32_t sm_count;              /* multiprocessors (0 if unknown) */
     char uuid[FCSP_UUID_LEN];
 };
+
+/* Whether any GPU of this process may have an SM cap: launches skip all compute-cap work while it is 0. */
+extern _Atomic int fcsp_sm_possible;
 
 /* The device of a CUDA ordinal, identified on first use; NULL if it cannot be identified. */
 struct fcsp_dev *fcsp_dev_slow(CUdevice ordinal);

@@ -128,7 +128,18 @@
     X(cuDeviceGet, CUresult, (CUdevice * device, int ordinal))                                                     \
     X(cuDeviceGetUuid, CUresult, (CUuuid * uuid, CUdevice dev))                                                    \
     X(cuDeviceGetAttribute, CUresult, (int *pi, CUdevice_attribute attrib, CUdevice dev))                          \
-    X(cuMemPoolGetAttribute, CUresult, (CUmemoryPool pool, CUmemPool_attribute attr, void *value))
+    X(cuMemPoolGetAttribute, CUresult, (CUmemoryPool pool, CUmemPool_attribute attr, void *value))                \
+    X(cuCtxGetCurrent, CUresult, (CUcontext * pctx))                                                               \
+    X(cuCtxSetCurrent, CUresult, (CUcontext ctx))                                                                  \
+    X(cuEventCreate, CUresult, (CUevent * phEvent, unsigned int Flags))                                            \
+    X(cuEventRecord, CUresult, (CUevent hEvent, CUstream hStream))                                                 \
+    X(cuEventQuery, CUresult, (CUevent hEvent))                                                                    \
+    X(cuEventElapsedTime, CUresult, (float *pMilliseconds, CUevent hStart, CUevent hEnd))                          \
+    X(cuEventDestroy_v2, CUresult, (CUevent hEvent))                                                               \
+    X(cuStreamIsCapturing, CUresult, (CUstream hStream, CUstreamCaptureStatus * captureStatus))                    \
+    X(cuFuncGetName, CUresult, (const char **name, CUfunction hfunc))                                             \
+    X(cuOccupancyMaxActiveBlocksPerMultiprocessor, CUresult,                                                       \
+      (int *numBlocks, CUfunction func, int blockSize, size_t dynamicSMemSize))
 
 /* NVML functions we wrap: X(symbol, ret, params, args) */
 #define FCSP_NVML_HOOKS(X)                                                                                          \

@@ -1,17 +1,75 @@
-/* Kernel launches. Memory caps do not touch them: they forward with one predictable branch (the compute-cap work
- * adds its token buckets here). */
+/* Kernel launches under compute caps (sm_limiter.c, kernel_cost.c).
+ *
+ * Fast path: a process whose tenant has no SM cap anywhere forwards after two loads. Otherwise a launch costs a
+ * lookup of its function's learned GPU time, one compare-and-swap on the tenant's token bucket (and one on its
+ * stream's), and waits only when the tenant is ahead of its share. NCCL kernels are recognised by name and bypass
+ * throttling (FCSP_SM_NCCL_BYPASS=0 to charge them): throttling one rank's collective stalls every rank. A graph
+ * launch is charged as one unit whose cost, like a kernel's, is learned from timed launches. Copies are never
+ * charged. */
+#include "interposer/gpu_map.h"
 #include "interposer/hook_lookup.h"
+#include "interposer/kernel_cost.h"
 #include "interposer/real_driver.h"
+#include "interposer/sm_limiter.h"
+#include "interposer/state.h"
+
+static inline int sm_capped_process(void)
+{
+    /* relaxed: a hint set at init or by a policy change, before launches depend on it */
+    return fcsp_mode() == FCSP_MODE_ENFORCE && atomic_load_explicit(&fcsp_sm_possible, memory_order_relaxed);
+}
+
+/* Charge a launch and decide whether to time it. Returns the sample token (or NULL). */
+static struct fcsp_sample *gate(const void *handle, int graph, uint64_t blocks, unsigned threads, unsigned smem,
+                                CUstream stream)
+{
+    struct fcsp_dev *d = fcsp_dev_current();
+    if (!d)
+        return NULL;
+    struct fcsp_fn *fn = fcsp_fn_get(handle, graph);
+    if (!fn)
+        return NULL;
+    if (fcsp_fn_class(fn) == FCSP_FN_NCCL && fcsp_g.cfg.nccl_bypass) {
+        fcsp_sm_count(d->gpu, 0, 0);
+        return NULL;
+    }
+    /* relaxed: see fcsp_sm_acquire */
+    if (!atomic_load_explicit(&d->sm_limit_pct, memory_order_relaxed)) {
+        fcsp_sm_count(d->gpu, 0, 0);
+        return NULL;
+    }
+    uint64_t waves;
+    fcsp_fn_wait_measured(fn);
+    uint64_t cost = fcsp_fn_cost(fn, d, blocks, threads, smem, &waves);
+    fcsp_sm_acquire(d, stream, cost);
+    return fcsp_sample_begin(fn, stream, waves);
+}
+
+/* One shape for every launch entry point: CALL is the real call, the rest describes the launch. */
+#define LAUNCH(real, handle, graph, blocks, threads, smem, stream, CALL)                                            \
+    do {                                                                                                            \
+        if (!(real))                                                                                                \
+            return CUDA_ERROR_NOT_FOUND;                                                                            \
+        if (__builtin_expect(!sm_capped_process(), 1))                                                              \
+            return CALL;                                                                                            \
+        struct fcsp_sample *s_ = gate((handle), (graph), (blocks), (threads), (smem), (stream));                    \
+        CUresult rc_ = CALL;                                                                                        \
+        if (s_)                                                                                                     \
+            fcsp_sample_end(s_, (stream), rc_);                                                                     \
+        return rc_;                                                                                                 \
+    } while (0)
+
+#define GRID(x, y, z) ((uint64_t)(x) * (uint64_t)(y) * (uint64_t)(z))
 
 FCSP_EXPORT CUresult cuLaunchKernel(CUfunction f, unsigned int gridDimX, unsigned int gridDimY, unsigned int gridDimZ,
                                     unsigned int blockDimX, unsigned int blockDimY, unsigned int blockDimZ,
                                     unsigned int sharedMemBytes, CUstream hStream, void **kernelParams, void **extra)
 {
     fcsp_pfn_cuLaunchKernel real = FCSP_REAL(cuLaunchKernel);
-    if (!real)
-        return CUDA_ERROR_NOT_FOUND;
-    return real(f, gridDimX, gridDimY, gridDimZ, blockDimX, blockDimY, blockDimZ, sharedMemBytes, hStream,
-                kernelParams, extra);
+    LAUNCH(real, f, 0, GRID(gridDimX, gridDimY, gridDimZ), blockDimX * blockDimY * blockDimZ, sharedMemBytes,
+           hStream,
+           real(f, gridDimX, gridDimY, gridDimZ, blockDimX, blockDimY, blockDimZ, sharedMemBytes, hStream,
+                kernelParams, extra));
 }
 
 FCSP_EXPORT CUresult cuLaunchKernel_ptsz(CUfunction f, unsigned int gridDimX, unsigned int gridDimY,
@@ -20,23 +78,28 @@ FCSP_EXPORT CUresult cuLaunchKernel_ptsz(CUfunction f, unsigned int gridDimX, un
                                          void **kernelParams, void **extra)
 {
     fcsp_pfn_cuLaunchKernel_ptsz real = FCSP_REAL(cuLaunchKernel_ptsz);
-    if (!real)
-        return CUDA_ERROR_NOT_FOUND;
-    return real(f, gridDimX, gridDimY, gridDimZ, blockDimX, blockDimY, blockDimZ, sharedMemBytes, hStream,
-                kernelParams, extra);
+    LAUNCH(real, f, 0, GRID(gridDimX, gridDimY, gridDimZ), blockDimX * blockDimY * blockDimZ, sharedMemBytes,
+           hStream,
+           real(f, gridDimX, gridDimY, gridDimZ, blockDimX, blockDimY, blockDimZ, sharedMemBytes, hStream,
+                kernelParams, extra));
 }
+
+#define CFG_GRID(c) ((c) ? GRID((c)->gridDimX, (c)->gridDimY, (c)->gridDimZ) : 0)
+#define CFG_THREADS(c) ((c) ? (c)->blockDimX * (c)->blockDimY * (c)->blockDimZ : 0)
 
 FCSP_EXPORT CUresult cuLaunchKernelEx(const CUlaunchConfig *config, CUfunction f, void **kernelParams, void **extra)
 {
     fcsp_pfn_cuLaunchKernelEx real = FCSP_REAL(cuLaunchKernelEx);
-    return real ? real(config, f, kernelParams, extra) : CUDA_ERROR_NOT_FOUND;
+    LAUNCH(real, f, 0, CFG_GRID(config), CFG_THREADS(config), config ? config->sharedMemBytes : 0,
+           config ? config->hStream : NULL, real(config, f, kernelParams, extra));
 }
 
 FCSP_EXPORT CUresult cuLaunchKernelEx_ptsz(const CUlaunchConfig *config, CUfunction f, void **kernelParams,
                                            void **extra)
 {
     fcsp_pfn_cuLaunchKernelEx_ptsz real = FCSP_REAL(cuLaunchKernelEx_ptsz);
-    return real ? real(config, f, kernelParams, extra) : CUDA_ERROR_NOT_FOUND;
+    LAUNCH(real, f, 0, CFG_GRID(config), CFG_THREADS(config), config ? config->sharedMemBytes : 0,
+           config ? config->hStream : NULL, real(config, f, kernelParams, extra));
 }
 
 FCSP_EXPORT CUresult cuLaunchCooperativeKernel(CUfunction f, unsigned int gridDimX, unsigned int gridDimY,
@@ -45,10 +108,10 @@ FCSP_EXPORT CUresult cuLaunchCooperativeKernel(CUfunction f, unsigned int gridDi
                                                void **kernelParams)
 {
     fcsp_pfn_cuLaunchCooperativeKernel real = FCSP_REAL(cuLaunchCooperativeKernel);
-    if (!real)
-        return CUDA_ERROR_NOT_FOUND;
-    return real(f, gridDimX, gridDimY, gridDimZ, blockDimX, blockDimY, blockDimZ, sharedMemBytes, hStream,
-                kernelParams);
+    LAUNCH(real, f, 0, GRID(gridDimX, gridDimY, gridDimZ), blockDimX * blockDimY * blockDimZ, sharedMemBytes,
+           hStream,
+           real(f, gridDimX, gridDimY, gridDimZ, blockDimX, blockDimY, blockDimZ, sharedMemBytes, hStream,
+                kernelParams));
 }
 
 FCSP_EXPORT CUresult cuLaunchCooperativeKernel_ptsz(CUfunction f, unsigned int gridDimX, unsigned int gridDimY,
@@ -57,20 +120,20 @@ FCSP_EXPORT CUresult cuLaunchCooperativeKernel_ptsz(CUfunction f, unsigned int g
                                                     unsigned int sharedMemBytes, CUstream hStream, void **kernelParams)
 {
     fcsp_pfn_cuLaunchCooperativeKernel_ptsz real = FCSP_REAL(cuLaunchCooperativeKernel_ptsz);
-    if (!real)
-        return CUDA_ERROR_NOT_FOUND;
-    return real(f, gridDimX, gridDimY, gridDimZ, blockDimX, blockDimY, blockDimZ, sharedMemBytes, hStream,
-                kernelParams);
+    LAUNCH(real, f, 0, GRID(gridDimX, gridDimY, gridDimZ), blockDimX * blockDimY * blockDimZ, sharedMemBytes,
+           hStream,
+           real(f, gridDimX, gridDimY, gridDimZ, blockDimX, blockDimY, blockDimZ, sharedMemBytes, hStream,
+                kernelParams));
 }
 
 FCSP_EXPORT CUresult cuGraphLaunch(CUgraphExec hGraphExec, CUstream hStream)
 {
     fcsp_pfn_cuGraphLaunch real = FCSP_REAL(cuGraphLaunch);
-    return real ? real(hGraphExec, hStream) : CUDA_ERROR_NOT_FOUND;
+    LAUNCH(real, hGraphExec, 1, 0, 0, 0, hStream, real(hGraphExec, hStream));
 }
 
 FCSP_EXPORT CUresult cuGraphLaunch_ptsz(CUgraphExec hGraphExec, CUstream hStream)
 {
     fcsp_pfn_cuGraphLaunch_ptsz real = FCSP_REAL(cuGraphLaunch_ptsz);
-    return real ? real(hGraphExec, hStream) : CUDA_ERROR_NOT_FOUND;
+    LAUNCH(real, hGraphExec, 1, 0, 0, 0, hStream, real(hGraphExec, hStream));
 }

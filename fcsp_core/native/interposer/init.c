@@ -10,6 +10,8 @@
 #include "fcsp/fcsp_api.h"
 #include "interposer/alloc_map.h"
 #include "interposer/gpu_map.h"
+#include "interposer/kernel_cost.h"
+#include "interposer/sm_limiter.h"
 #include "interposer/proc_slot.h"
 #include "interposer/state.h"
 
@@ -36,6 +38,7 @@ static void atfork_child(void)
     fcsp_g.region.fd = fcsp_g.policy.fd = -1;
     fcsp_map_reset();
     fcsp_devs_reset();
+    fcsp_cost_reset();
     fcsp_heartbeat_forget();
     /* relaxed: single-threaded child */
     atomic_store_explicit(&fcsp_mode_v, FCSP_MODE_UNINIT, memory_order_relaxed);
@@ -81,6 +84,24 @@ static int load_policy(const char *dir, char *why, size_t whylen)
     return 0;
 }
 
+void fcsp_sm_recheck_possible(void)
+{
+    const struct fcsp_config *c = &fcsp_g.cfg;
+    int possible = c->sm_all != 0;
+    for (int i = 0; i < FCSP_MAX_GPUS; i++)
+        possible |= c->sm_dev[i] != 0;
+    if (fcsp_g.has_policy_entry) {
+        const struct fcsp_policy_entry *e = &fcsp_g.policy_entry;
+        possible |= e->sm_limit_pct != 0;
+        for (uint32_t g = 0; g < e->ngpus && g < FCSP_MAX_GPUS; g++)
+            possible |= e->gpu[g].sm_limit_pct != 0;
+    }
+    /* relaxed: a hint read by launches; once set it stays set (a cap removed later costs a cheap per-device
+     * check, never a missed cap) */
+    if (possible)
+        atomic_store_explicit(&fcsp_sm_possible, 1, memory_order_relaxed);
+}
+
 static int do_init(void)
 {
     char why[PATH_MAX + 512], err[FCSP_ERR_LEN], dir[PATH_MAX];
@@ -101,6 +122,7 @@ static int do_init(void)
                  fcsp_g.cfg.tenant, dir, getenv("FCSP_SCHEDULER"));
         return fail(why);
     }
+    fcsp_sm_recheck_possible();
     if (fcsp_map_init() != 0)
         return fail("cannot map the allocation table");
     if (fcsp_attach(&fcsp_g.region, &fcsp_g.cfg, fcsp_g.has_policy_entry, &fcsp_g.tenant_idx, &fcsp_g.proc_idx, err,
@@ -134,8 +156,15 @@ int fcsp_init_slow(void)
 
 int fcsp_policy_poll(struct fcsp_policy_entry *entry, int *has_entry)
 {
-    if (!fcsp_g.policy.p)
-        return 0;
+    if (!fcsp_g.policy.p) {
+        /* A manager may create the table after we started (`fcsp limit` on a standalone tenant): look for it
+         * about once a second. */
+        static unsigned polls;
+        char dir[PATH_MAX], err[FCSP_ERR_LEN];
+        if (++polls % 10 != 0 || fcsp_region_dir_default(dir, sizeof dir, err, sizeof err) != FCSP_OK ||
+            fcsp_policy_map_open(dir, &fcsp_g.policy, err, sizeof err) != FCSP_OK)
+            return 0;
+    }
     uint64_t gen = fcsp_policy_generation(fcsp_g.policy.p);
     if (gen == fcsp_g.policy_generation) /* only the heartbeat thread writes it after init */
         return 0;
@@ -154,5 +183,6 @@ __attribute__((destructor)) static void fcsp_fini(void)
     if (atomic_load_explicit(&fcsp_mode_v, memory_order_acquire) != FCSP_MODE_ENFORCE || fcsp_g.pid != getpid())
         return;
     fcsp_heartbeat_stop();
+    fcsp_sm_flush();
     fcsp_detach(&fcsp_g.region, fcsp_g.tenant_idx, fcsp_g.proc_idx);
 }

@@ -35,6 +35,33 @@ static int read_sm(const char *var, uint32_t *out)
     return 1;
 }
 
+/* An integer variable in [lo, hi]; 0 if unset, 1 if read, -1 (reported) if invalid. */
+static int read_uint(const char *var, unsigned long lo, unsigned long hi, const char *what, int *out)
+{
+    const char *v = getenv(var);
+    if (!v || !*v)
+        return 0;
+    char *end;
+    unsigned long n = strtoul(v, &end, 10);
+    if (*end || v[0] == '-' || n < lo || n > hi) {
+        fcsp_log(FCSP_LOG_ERROR, "%s=%s: not valid: use %s", var, v, what);
+        return -1;
+    }
+    *out = (int)n;
+    return 1;
+}
+
+static int read_uint_scaled(const char *var, unsigned long lo, unsigned long hi, uint64_t scale, uint64_t *out)
+{
+    char what[64];
+    snprintf(what, sizeof what, "a whole number from %lu to %lu", lo, hi);
+    int v;
+    int rc = read_uint(var, lo, hi, what, &v);
+    if (rc > 0)
+        *out = (uint64_t)v * scale;
+    return rc;
+}
+
 int fcsp_config_from_env(struct fcsp_config *c)
 {
     memset(c, 0, sizeof *c);
@@ -52,6 +79,25 @@ int fcsp_config_from_env(struct fcsp_config *c)
             bad = 1;
         }
     }
+    c->nccl_bypass = 1;
+    c->sm_burst_ns = 10ull * 1000000ull;
+    c->sm_sample_ns = 20ull * 1000000ull;
+    c->sm_default_wave_ns = 20ull * 1000ull;
+    const char *mode = getenv("FCSP_SM_MODE");
+    if (mode && *mode) {
+        if (!strcmp(mode, "borrow"))
+            c->sm_borrow = 1;
+        else if (strcmp(mode, "hard") != 0) {
+            fcsp_log(FCSP_LOG_ERROR, "FCSP_SM_MODE=%s: not valid: use hard (a strict cap) or borrow (use idle SMs "
+                                     "while no other tenant has work)", mode);
+            bad = 1;
+        }
+    }
+    if (read_uint("FCSP_SM_NCCL_BYPASS", 0, 1, "0 or 1", &c->nccl_bypass) < 0 ||
+        read_uint_scaled("FCSP_SM_BURST_MS", 1, 1000, 1000000ull, &c->sm_burst_ns) < 0 ||
+        read_uint_scaled("FCSP_SM_SAMPLE_MS", 1, 60000, 1000000ull, &c->sm_sample_ns) < 0 ||
+        read_uint_scaled("FCSP_SM_DEFAULT_WAVE_US", 1, 1000000, 1000ull, &c->sm_default_wave_ns) < 0)
+        bad = 1;
     const char *t = getenv("FCSP_TENANT");
     if (t && *t) {
         size_t len = strlen(t);
@@ -137,9 +183,12 @@ void fcsp_limits_for_gpu(const struct fcsp_config *c, const struct fcsp_policy_e
                 break;
             }
         }
-        /* The environment may lower a scheduler's limit, never raise it. */
-        mem = min_cap(mem, env_mem);
-        sm = (uint32_t)min_cap(sm, env_sm);
+        /* Under a scheduler the environment may lower its limits, never raise them; standalone, the manager's
+         * entry (root's, or the region owner's) replaces the environment, so `fcsp limit` can also raise a cap. */
+        if (c->scheduler) {
+            mem = min_cap(mem, env_mem);
+            sm = (uint32_t)min_cap(sm, env_sm);
+        }
     } else {
         mem = env_mem;
         sm = env_sm;

@@ -25,6 +25,12 @@ struct fcsp_config {
     struct fcsp_mem_spec mem_dev[FCSP_MAX_GPUS];  /* FCSP_MEM_LIMIT_<ordinal> */
     uint32_t sm_all;                              /* FCSP_SM_LIMIT, 0 = none */
     uint32_t sm_dev[FCSP_MAX_GPUS];               /* FCSP_SM_LIMIT_<ordinal> */
+    /* compute caps */
+    int sm_borrow;               /* FCSP_SM_MODE=borrow: work-conserving (default hard) */
+    int nccl_bypass;             /* FCSP_SM_NCCL_BYPASS (default 1): NCCL kernels are never throttled */
+    uint64_t sm_burst_ns;        /* FCSP_SM_BURST_MS (default 10): how far ahead of its share a tenant may run */
+    uint64_t sm_sample_ns;       /* FCSP_SM_SAMPLE_MS (default 20): one timed launch per function this often */
+    uint64_t sm_default_wave_ns; /* FCSP_SM_DEFAULT_WAVE_US (default 20): cost of a wave not measured yet */
 };
 
 /* Reads FCSP_* variables. Each invalid value is reported on stderr in one line naming the variable, the value and
@@ -34,7 +40,7 @@ int fcsp_config_from_env(struct fcsp_config *c);
 /* Whether fcsp has anything to enforce or account for in this process (else it stays inert). */
 int fcsp_config_active(const struct fcsp_config *c);
 
-/* Effective limits for one GPU: the policy entry (if any) wins; the environment may only lower it. */
+/* Effective limits for one GPU: the policy entry (if any) wins; under a scheduler the environment may lower it. */
 void fcsp_limits_for_gpu(const struct fcsp_config *c, const struct fcsp_policy_entry *policy, const char *uuid,
                          int ordinal, uint64_t total_bytes, uint64_t *mem_limit, uint32_t *sm_limit);
 

@@ -11,6 +11,7 @@
 #include "common/log.h"
 #include "fcsp/fcsp_api.h"
 #include "interposer/gpu_map.h"
+#include "interposer/sm_limiter.h"
 #include "interposer/state.h"
 
 void fcsp_tenant_leave(struct fcsp_region *r, int tenant_idx)
@@ -76,6 +77,11 @@ static int tenant_join(struct fcsp_region *r, const struct fcsp_config *cfg, int
         atomic_store_explicit(&t->gpu[g].peak_bytes, 0, memory_order_relaxed);
         atomic_store_explicit(&t->gpu[g].refused_total, 0, memory_order_relaxed);
         atomic_store_explicit(&t->gpu[g].sm_limit_pct, 0, memory_order_relaxed);
+        atomic_store_explicit(&t->gpu[g].sm_tat_ns, 0, memory_order_relaxed);
+        atomic_store_explicit(&t->gpu[g].sm_last_launch_ns, 0, memory_order_relaxed);
+        atomic_store_explicit(&t->gpu[g].sm_granted_ns_total, 0, memory_order_relaxed);
+        atomic_store_explicit(&t->gpu[g].sm_throttled_ns_total, 0, memory_order_relaxed);
+        atomic_store_explicit(&t->gpu[g].launches_total, 0, memory_order_relaxed);
     }
     atomic_store_explicit(&t->reap_gate_ms, 0, memory_order_relaxed);
     atomic_store_explicit(&t->reaped_total, 0, memory_order_relaxed);
@@ -197,6 +203,7 @@ static void *heartbeat_main(void *arg)
         int has;
         if (fcsp_policy_poll(&e, &has))
             fcsp_devs_apply_policy(&e, has);
+        fcsp_sm_flush();
         struct timespec ts = {.tv_sec = 0, .tv_nsec = HEARTBEAT_MS * 1000000L};
         nanosleep(&ts, NULL);
     }

@@ -48,4 +48,7 @@ static inline int fcsp_mode(void)
  * limits must be recomputed (fcsp_devs_apply_policy). */
 int fcsp_policy_poll(struct fcsp_policy_entry *entry, int *has_entry);
 
+/* Set fcsp_sm_possible if the configuration or this tenant's policy entry has any SM cap. */
+void fcsp_sm_recheck_possible(void);
+
 #endif

@@ -50,6 +50,10 @@ struct fcsp_tenant_gpu_info {
     uint64_t refused_total;
     uint32_t sm_limit_pct; /* 0 = no cap */
     uint32_t reserved;
+    /* compute caps: */
+    uint64_t sm_granted_ns_total;   /* GPU time charged to admitted launches */
+    uint64_t sm_throttled_ns_total; /* time launches waited for their tenant's tokens */
+    uint64_t launches_total;        /* kernel and graph launches */
 };
 
 struct fcsp_tenant_info {
@@ -150,6 +154,9 @@ int fcsp_region_dir_prepare(const char *dir, char *err, size_t errlen);
  * least min_heartbeat_age_ms old (0: every slot). Also repairs tenants' process counts from the slots. Writes up
  * to max events (a reclaim past max is left for the next call); returns how many, or a negative FCSP_E*. */
 int fcsp_region_reap(fcsp_region_handle *h, uint64_t min_heartbeat_age_ms, struct fcsp_reap_event *events, int max);
+/* The region's topology sequence: it moves whenever a GPU, tenant or process slot changes state (one load, for
+ * a daemon that follows slot changes without copying snapshots). */
+uint64_t fcsp_region_topology_seq(fcsp_region_handle *h);
 /* Under the region lock: check the header and every slot for values no fcsp process writes (corruption).
  * FCSP_OK, or FCSP_ESTALE with the first problem in err. */
 int fcsp_region_check(fcsp_region_handle *h, char *err, size_t errlen);

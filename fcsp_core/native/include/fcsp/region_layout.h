@@ -64,6 +64,12 @@ struct fcsp_tenant_gpu {
     _Atomic uint64_t peak_bytes;                         /* high-water mark of used_bytes */
     _Atomic uint64_t refused_total;                      /* allocations refused by the cap */
     _Atomic uint32_t sm_limit_pct;                       /* effective SM cap, 0 = none (mirror for readers) */
+    /* Compute (second line, hot on every capped launch; sm_limiter.c). Units are nanoseconds of GPU time. */
+    alignas(FCSP_CACHELINE) _Atomic uint64_t sm_tat_ns; /* GCRA theoretical arrival time, CLOCK_MONOTONIC ns */
+    _Atomic uint64_t sm_last_launch_ns;                  /* last capped launch (work-conserving mode looks at it) */
+    _Atomic uint64_t sm_granted_ns_total;                /* GPU time charged to admitted launches */
+    _Atomic uint64_t sm_throttled_ns_total;              /* time launches waited for tokens */
+    _Atomic uint64_t launches_total;                     /* kernel and graph launches seen (bypassed ones too) */
 };
 
 /* A tenant: a set of processes sharing one cap per GPU (an `fcsp run`, a Slurm step, a Ray task). */
@@ -139,7 +145,7 @@ struct fcsp_region {
 };
 
 _Static_assert(offsetof(struct fcsp_region_header, magic) == 0, "magic must come first");
-_Static_assert(sizeof(struct fcsp_tenant_gpu) == FCSP_CACHELINE, "tenant gpu counters: one line each");
+_Static_assert(sizeof(struct fcsp_tenant_gpu) == 2 * FCSP_CACHELINE, "tenant gpu counters: memory line + compute line");
 _Static_assert(sizeof(struct fcsp_proc) == 2 * FCSP_CACHELINE, "proc slot: identity line + counters line");
 _Static_assert(offsetof(struct fcsp_tenant, gpu) == FCSP_CACHELINE, "tenant identity and statistics: one line");
 _Static_assert(sizeof(struct fcsp_gpu_entry) == FCSP_CACHELINE, "gpu entry: one line");

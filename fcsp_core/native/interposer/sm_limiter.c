@@ -1,0 +1,202 @@
+/* GCRA ("virtual scheduling") per tenant and per stream.
+ *
+ * A launch of cost c at share p advances the tenant's theoretical arrival time (TAT) by c / p: start = max(TAT,
+ * now), TAT' = start + c / p. It may run once now >= start - burst, so the tenant stays at most `burst` ahead of
+ * its share: long-run GPU time per second is p, exactly, whatever the launch pattern. The reservation is taken by
+ * the CAS before waiting, so concurrent launchers of a tenant (threads, processes) are served in the order they
+ * booked, and a launch never waits for a later one.
+ *
+ * Work-conserving mode (FCSP_SM_MODE=borrow): while no other capped tenant launched on the GPU in the last few
+ * ms, a launch advances the TAT by c (as if the share were 100%), so the tenant keeps at most `burst` of work
+ * queued and gives the GPU back within that when a neighbour starts. */
+#include "interposer/sm_limiter.h"
+
+#include <errno.h>
+#include <stdatomic.h>
+#include <time.h>
+
+#include "common/clock.h"
+#include "interposer/state.h"
+
+/* A neighbour launched within this window: the GPU is contended, borrowing stops. */
+#define CONTENDED_WINDOW_NS (5ull * 1000000ull)
+/* How long a process trusts its last look at the neighbours. */
+#define CONTENDED_RECHECK_NS (1ull * 1000000ull)
+/* Waits longer than this sleep (until just before the deadline), shorter ones spin with a CPU pause. */
+#define SPIN_LIMIT_NS 200000ull
+
+static inline void cpu_relax(void)
+{
+#if defined(__x86_64__) || defined(__i386__)
+    __builtin_ia32_pause();
+#elif defined(__aarch64__)
+    __asm__ volatile("yield");
+#endif
+}
+
+uint64_t fcsp_coarse_ns(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC_COARSE, &ts);
+    return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
+}
+
+/* ---- per-stream buckets (process-local) ---- */
+
+#define STREAM_SLOTS 256
+static struct {
+    _Atomic uintptr_t key; /* CUstream + 1 (so the legacy stream 0 is a valid key); 0 = free */
+    _Atomic uint64_t tat_ns;
+} streams[STREAM_SLOTS];
+static _Atomic uint64_t overflow_tat_ns; /* shared by streams that find no slot */
+
+static _Atomic uint64_t *stream_tat(CUstream s)
+{
+    uintptr_t key = (uintptr_t)s + 1;
+    uintptr_t h = (key * 0x9E3779B97F4A7C15ull) >> 56;
+    for (int n = 0; n < 16; n++) {
+        size_t i = (h + (uintptr_t)n) % STREAM_SLOTS;
+        /* acquire: pairs with the claimer's CAS; the tat beside it is then ours to use */
+        uintptr_t k = atomic_load_explicit(&streams[i].key, memory_order_acquire);
+        if (k == key)
+            return &streams[i].tat_ns;
+        if (k == 0) {
+            uintptr_t expected = 0;
+            /* acq_rel: claim the slot once; a loser re-reads the winner's key */
+            if (atomic_compare_exchange_strong_explicit(&streams[i].key, &expected, key, memory_order_acq_rel,
+                                                        memory_order_acquire) ||
+                expected == key)
+                return &streams[i].tat_ns;
+        }
+    }
+    return &overflow_tat_ns;
+}
+
+/* Book inc ns on a GCRA word; returns the start of the booking. */
+static inline uint64_t book(_Atomic uint64_t *tat, uint64_t now, uint64_t inc)
+{
+    /* relaxed: the TAT is a value of its own; the CAS's atomicity orders the bookings among themselves */
+    uint64_t cur = atomic_load_explicit(tat, memory_order_relaxed), start;
+    do {
+        start = cur > now ? cur : now;
+    } while (!atomic_compare_exchange_weak_explicit(tat, &cur, start + inc, memory_order_relaxed,
+                                                    memory_order_relaxed));
+    return start;
+}
+
+/* ---- neighbours (work-conserving mode) ---- */
+
+static struct {
+    _Atomic uint64_t until_ns; /* the answer below holds until then */
+    _Atomic int contended;
+} neighbours[FCSP_MAX_GPUS];
+
+static int gpu_contended(int gpu, uint64_t now)
+{
+    /* relaxed: a cached hint; a stale answer costs at most CONTENDED_RECHECK_NS of borrowing */
+    if (now < atomic_load_explicit(&neighbours[gpu].until_ns, memory_order_relaxed))
+        return atomic_load_explicit(&neighbours[gpu].contended, memory_order_relaxed);
+    struct fcsp_region *r = fcsp_g.region.r;
+    int contended = 0;
+    for (int i = 0; i < FCSP_MAX_TENANTS && !contended; i++) {
+        if (i == fcsp_g.tenant_idx || !atomic_load_explicit(&r->header.tenant_key[i], memory_order_relaxed))
+            continue;
+        uint64_t last = atomic_load_explicit(&r->tenants[i].gpu[gpu].sm_last_launch_ns, memory_order_relaxed);
+        contended = last + CONTENDED_WINDOW_NS > now;
+    }
+    atomic_store_explicit(&neighbours[gpu].contended, contended, memory_order_relaxed);
+    atomic_store_explicit(&neighbours[gpu].until_ns, now + CONTENDED_RECHECK_NS, memory_order_relaxed);
+    return contended;
+}
+
+/* ---- waiting ---- */
+
+static void wait_until(uint64_t deadline_ns)
+{
+    for (;;) {
+        uint64_t now = fcsp_now_ns();
+        if (now >= deadline_ns)
+            return;
+        if (deadline_ns - now > SPIN_LIMIT_NS) {
+            uint64_t wake = deadline_ns - SPIN_LIMIT_NS / 2;
+            struct timespec ts = {.tv_sec = (time_t)(wake / 1000000000ull), .tv_nsec = (long)(wake % 1000000000ull)};
+            while (clock_nanosleep(CLOCK_MONOTONIC, TIMER_ABSTIME, &ts, NULL) == EINTR)
+                ;
+        } else {
+            for (int i = 0; i < 64; i++)
+                cpu_relax();
+        }
+    }
+}
+
+/* ---- counters ---- */
+
+static struct {
+    _Atomic uint64_t launches, granted_ns, throttled_ns;
+} local[FCSP_MAX_GPUS];
+
+void fcsp_sm_count(int gpu, uint64_t granted_ns, uint64_t waited_ns)
+{
+    /* relaxed: statistics, flushed to the region by the heartbeat */
+    atomic_fetch_add_explicit(&local[gpu].launches, 1, memory_order_relaxed);
+    if (granted_ns)
+        atomic_fetch_add_explicit(&local[gpu].granted_ns, granted_ns, memory_order_relaxed);
+    if (waited_ns)
+        atomic_fetch_add_explicit(&local[gpu].throttled_ns, waited_ns, memory_order_relaxed);
+}
+
+void fcsp_sm_flush(void)
+{
+    if (!fcsp_g.tenant)
+        return;
+    for (int g = 0; g < FCSP_MAX_GPUS; g++) {
+        struct fcsp_tenant_gpu *tg = &fcsp_g.tenant->gpu[g];
+        /* relaxed: statistics moved from process-local to the tenant's counters */
+        uint64_t n = atomic_exchange_explicit(&local[g].launches, 0, memory_order_relaxed);
+        uint64_t gr = atomic_exchange_explicit(&local[g].granted_ns, 0, memory_order_relaxed);
+        uint64_t th = atomic_exchange_explicit(&local[g].throttled_ns, 0, memory_order_relaxed);
+        if (n)
+            atomic_fetch_add_explicit(&tg->launches_total, n, memory_order_relaxed);
+        if (gr)
+            atomic_fetch_add_explicit(&tg->sm_granted_ns_total, gr, memory_order_relaxed);
+        if (th)
+            atomic_fetch_add_explicit(&tg->sm_throttled_ns_total, th, memory_order_relaxed);
+    }
+}
+
+/* ---- admission ---- */
+
+uint64_t fcsp_sm_acquire(struct fcsp_dev *d, CUstream stream, uint64_t cost_ns)
+{
+    /* relaxed: the share is a value of its own; a live change applies from the next launch */
+    uint32_t pct = atomic_load_explicit(&d->sm_limit_pct, memory_order_relaxed);
+    if (!pct || pct >= 100 || !cost_ns) {
+        fcsp_sm_count(d->gpu, cost_ns, 0);
+        return 0;
+    }
+    struct fcsp_tenant_gpu *tg = &fcsp_g.tenant->gpu[d->gpu];
+    uint64_t now = fcsp_coarse_ns();
+    int borrowing = fcsp_g.cfg.sm_borrow && !gpu_contended(d->gpu, now);
+    uint64_t inc = borrowing ? cost_ns : cost_ns * 100u / pct;
+    uint64_t burst = fcsp_g.cfg.sm_burst_ns;
+    /* The stream may book at most half the burst ahead, the tenant the whole burst. */
+    uint64_t s_start = book(stream_tat(stream), now, inc);
+    uint64_t t_start = book(&tg->sm_tat_ns, now, inc);
+    /* relaxed: a timestamp for neighbours' contention checks; same line as the TAT we just wrote */
+    if (atomic_load_explicit(&tg->sm_last_launch_ns, memory_order_relaxed) + CONTENDED_RECHECK_NS < now)
+        atomic_store_explicit(&tg->sm_last_launch_ns, now, memory_order_relaxed);
+    uint64_t deadline = t_start > burst ? t_start - burst : 0;
+    uint64_t s_deadline = s_start > burst / 2 ? s_start - burst / 2 : 0;
+    if (s_deadline > deadline)
+        deadline = s_deadline;
+    uint64_t waited = 0;
+    if (deadline > now) {
+        uint64_t t0 = fcsp_now_ns();
+        if (deadline > t0) {
+            wait_until(deadline);
+            waited = fcsp_now_ns() - t0;
+        }
+    }
+    fcsp_sm_count(d->gpu, cost_ns, waited);
+    return waited;
+}
