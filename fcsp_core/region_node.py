@@ -61,6 +61,11 @@ def policy_init(directory: str | os.PathLike[str]) -> None:
     _native.check(rc, err, f"preparing the policy table in {directory}")
 
 
+def topology_seq(region: Region) -> int:
+    """A number that moves whenever a GPU, tenant or process slot changes state (one load, no copy)."""
+    return int(_native.native().lib.fcsp_region_topology_seq(region.handle))
+
+
 def check(region: Region) -> None:
     """FcspStaleError naming the first value no fcsp process writes (a corrupt region), else nothing."""
     nat = _native.native()

@@ -16,6 +16,7 @@ Fixtures (all tests may use them):
   run_probe   run_probe(env, *args, timeout=120, input=None, check=True) -> CompletedProcess[str]
   parse_probe parse_probe(stdout) -> [{"cmd": ..., "status": ..., key: value, ...}]
   sim_stats   sim_stats(env, dev=0) -> (live_bytes, peak_bytes) of the simulated GPU
+  node_daemon start(env, *args, metrics=True, ready=True) -> NodeDaemon: a running `fcsp node`
 The last three are also plain functions here (run_probe needs the probe's path: it reads native's).
 Tests marked @pytest.mark.gpu run only where /dev/nvidiactl exists and FCSP_SIM_ONLY is unset.
 """
@@ -29,8 +30,10 @@ import shutil
 import signal
 import subprocess
 import sys
+import time
+import urllib.request
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -438,3 +441,92 @@ def sim_stats_fixture(native: Native) -> Callable[..., tuple[int, int]]:
         return sim_stats(env, dev, sim_dir=native.sim_dir)
 
     return stats
+
+
+# ----------------------------------------------------------------------------------------------------
+# The node daemon (`fcsp node`), for tests/test_node_*.py
+
+
+def fcsp_command() -> str:
+    """The installed `fcsp` command (beside this Python, else on PATH)."""
+    beside = Path(sys.executable).parent / "fcsp"
+    found = str(beside) if beside.exists() else shutil.which("fcsp")
+    if not found:
+        pytest.fail("the fcsp command is not installed: pip install '.[test]'")
+    return found
+
+
+@dataclass
+class NodeDaemon:
+    """A running `fcsp node` (its output goes to log_path)."""
+
+    proc: subprocess.Popen[bytes]
+    log_path: Path
+    region_dir: Path
+    url: str | None = None
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+    def wait_log(self, pattern: str, timeout: float = 15.0, start: int = 0) -> re.Match[str]:
+        """The first match of pattern in the log (from character start on), waiting up to timeout."""
+        deadline = time.monotonic() + timeout
+        while True:
+            m = re.compile(pattern, re.M).search(self.log(), start)
+            if m:
+                return m
+            if self.proc.poll() is not None or time.monotonic() > deadline:
+                raise AssertionError(
+                    f"fcsp node: no {pattern!r} in its log within {timeout} s (exit {self.proc.poll()}):\n"
+                    + self.log()
+                )
+            time.sleep(0.02)
+
+    def scrape(self, timeout: float = 10.0) -> str:
+        assert self.url, "started without metrics"
+        with urllib.request.urlopen(self.url, timeout=timeout) as resp:
+            return resp.read().decode()
+
+    def rss_bytes(self) -> int:
+        for line in Path(f"/proc/{self.proc.pid}/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) * 1024
+        raise AssertionError("no VmRSS")
+
+    def stop(self, sig: int = signal.SIGTERM, timeout: float = 15.0) -> int:
+        if self.proc.poll() is None:
+            self.proc.send_signal(sig)
+        return self.proc.wait(timeout=timeout)
+
+
+@pytest.fixture
+def node_daemon(native: Native, tmp_path: Path) -> Iterator[Callable[..., NodeDaemon]]:
+    """start(env, *args, metrics=True, ready=True) -> NodeDaemon: `fcsp node` on env's region
+    ($FCSP_REGION_DIR), serving metrics on a free port of 127.0.0.1; with ready, returns once it reaps. Every
+    daemon started is stopped at the end of the test."""
+    started: list[NodeDaemon] = []
+
+    def start(env: dict[str, str], *args: str, metrics: bool = True, ready: bool = True) -> NodeDaemon:
+        flags = ["--metrics-port", "0", "--metrics-address", "127.0.0.1"] if metrics else ["--no-metrics"]
+        log_path = tmp_path / f"node-{len(started)}.log"
+        with log_path.open("wb") as log:
+            proc = subprocess.Popen(
+                [fcsp_command(), "node", "--log-level", "info", *flags, *args],
+                env=env,
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+            )
+        daemon = NodeDaemon(proc=proc, log_path=log_path, region_dir=Path(env["FCSP_REGION_DIR"]))
+        started.append(daemon)
+        if ready:
+            daemon.wait_log(r"reaping in ")
+            if metrics:
+                daemon.url = daemon.wait_log(r"serving metrics on (\S+)").group(1)
+        return daemon
+
+    yield start
+    for daemon in started:
+        if daemon.proc.poll() is None:
+            daemon.proc.kill()
+            daemon.proc.wait(timeout=30)

@@ -46,6 +46,9 @@ from fcsp_core.region_node import RawSnapshot
 
 log = logging.getLogger("fcsp.node")
 HOUSEKEEPING_SECONDS = 1.0
+# How often the loop looks for new slots to watch (one load): a process that dies sooner after attaching than
+# this is reaped when it is seen, so this bounds the reap latency of very short-lived processes.
+WATCH_POLL_MS = 10
 REFUSAL_REPEAT_SECONDS = 60.0
 
 
@@ -175,6 +178,10 @@ class NodeDaemon:
         self._watcher.add_wake_fd(self._wake_r)
         self._reap = ReapLoop(result, self._watcher, self.config.heartbeat_stale_ms)
         self._reap.reap(urgent=True)  # processes that died while no daemon ran
+        log.info(
+            "reaping in %s (on exit through pidfds; every %d ms for heartbeats older than %d ms)",
+            result.file, self.config.reap_interval_ms, self.config.heartbeat_stale_ms,
+        )  # fmt: skip
         return True
 
     def _report_refusal(self, text: str) -> None:
@@ -235,7 +242,7 @@ class NodeDaemon:
                     self._sleep(min(max(self._next_open - now, 0.05), 1.0))
                 continue
             gone = self._reap.refresh_watch()
-            timeout_ms = 0 if gone else int(max(0.0, next_periodic - now) * 1000)
+            timeout_ms = 0 if gone else min(WATCH_POLL_MS, int(max(0.0, next_periodic - now) * 1000))
             exited, woken = self._watcher.wait(timeout_ms)
             if woken:
                 self._drain_wake()

@@ -12,7 +12,7 @@ import logging
 
 from fcsp_core.node.pidwatch import PidWatcher
 from fcsp_core.region import FcspBusyError, Region
-from fcsp_core.region_node import PROC_LIVE, RawSnapshot, Reaper, ReapEvent
+from fcsp_core.region_node import PROC_LIVE, RawSnapshot, Reaper, ReapEvent, topology_seq
 
 log = logging.getLogger("fcsp.node")
 
@@ -47,13 +47,14 @@ class ReapLoop:
         self.reaped = 0
 
     def refresh_watch(self) -> bool:
-        """Follow slot changes with pidfds. True if a watched slot's process is already gone."""
+        """Follow slot changes with pidfds (cheap when nothing changed: one load). True if a watched slot's
+        process is already gone."""
+        if topology_seq(self._region) == self._seq:
+            return False
         try:
             snap = self._raw.take(self._region)
         except FcspBusyError:
             return False  # slots changing hands all the time: try on the next wake
-        if snap.topology_seq == self._seq:
-            return False
         self._seq = snap.topology_seq
         slots = [
             (int(p.index), int(p.pid), int(p.start_time)) for p in snap.procs() if int(p.state) == PROC_LIVE
