@@ -6,7 +6,9 @@ Like region.py, a thin layer over the C API (fcsp_api.h): reclaiming, locking an
 
 from __future__ import annotations
 
+import hashlib
 import os
+import struct
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -148,6 +150,16 @@ class RawSnapshot:
         """struct fcsp_tenant_info records of the active tenants (gpu[] indexed by region GPU index)."""
         c = self.c
         return (c.tenants[i] for i in range(int(c.ntenants)))
+
+    def digest(self) -> bytes:
+        """A digest of the GPU and tenant records and the node counters: equal digests, equal metrics."""
+        ffi = _native.native().ffi
+        c = self.c
+        h = hashlib.blake2b(digest_size=16)
+        h.update(struct.pack("<IIQ", int(c.ngpus), int(c.ntenants), int(c.reaped_total)))
+        h.update(ffi.buffer(c.gpus, min(int(c.ngpus), MAX_GPUS) * ffi.sizeof("struct fcsp_gpu_info")))
+        h.update(ffi.buffer(c.tenants, int(c.ntenants) * ffi.sizeof("struct fcsp_tenant_info")))
+        return h.digest()
 
     def procs(self) -> Iterator[Any]:
         """struct fcsp_proc_info records of the live (and being reaped) process slots."""

@@ -32,8 +32,8 @@ A second instance on the node refuses to start and says which PID holds the node
 EPILOG = f"""\
 configuration file (TOML; deploy/fcsp-node.toml documents every key), flags win over it:
   region_dir, reap_interval_ms, heartbeat_stale_ms, tenant_grace_seconds, rebuild_retry_seconds,
-  check_interval_seconds, log_level, [metrics] enabled/address/port, [dcgm] job_map_dir,
-  [[policy]] tenant/uid/mem_limit_bytes/sm_limit_pct
+  check_interval_seconds, sm_time_window_seconds, log_level, [metrics] enabled/address/port,
+  [dcgm] job_map_dir, [[policy]] tenant/uid/mem_limit_bytes/sm_limit_pct
 
 environment read:
   FCSP_REGION_DIR   the region directory when neither --region-dir nor region_dir is set (default

@@ -77,6 +77,7 @@ class NodeConfig(_Model):
     tenant_grace_seconds: float = Field(default=30.0, ge=0, le=7 * 86400)
     rebuild_retry_seconds: float = Field(default=5.0, gt=0, le=3600)
     check_interval_seconds: float = Field(default=10.0, gt=0, le=3600)
+    sm_time_window_seconds: float = Field(default=5.0, gt=0, le=3600)
     log_level: Literal["debug", "info", "warning", "error"] = "info"
     metrics: MetricsConfig = Field(default_factory=MetricsConfig)
     dcgm: DcgmConfig = Field(default_factory=DcgmConfig)

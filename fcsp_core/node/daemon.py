@@ -86,7 +86,7 @@ class NodeDaemon:
         self.holder = RegionHolder()
         self.hostname = socket.gethostname()
         self.labels = LabelCache()
-        self.rates = SmTimeRates()
+        self.rates = SmTimeRates(config.sm_time_window_seconds)
         self.nvml: NvmlView | None = None
         self.server: MetricsServer | None = None
         self.registry = CollectorRegistry(auto_describe=False)
@@ -115,18 +115,18 @@ class NodeDaemon:
         )  # fmt: skip
         self._prepare_policy()
         self.nvml = NvmlView.open()
-        self.registry.register(
-            FcspCollector(
-                self.holder.snapshot_into,
-                self.hostname,
-                BuildInfo(
-                    version=__version__, libfcsp=fcsp_version(), region_layout=region_node.layout_version()
-                ),
-                labels=self.labels,
-                nvml=self.nvml,
-                rates=self.rates,
-            )
+        build = BuildInfo(
+            version=__version__, libfcsp=fcsp_version(), region_layout=region_node.layout_version()
         )
+        self.collector = FcspCollector(
+            self.holder.snapshot_into,
+            self.hostname,
+            build,
+            labels=self.labels,
+            nvml=self.nvml,
+            rates=self.rates,
+        )
+        self.registry.register(self.collector)
 
     def _prepare_policy(self) -> None:
         try:
@@ -152,7 +152,7 @@ class NodeDaemon:
         m = self.config.metrics
         if not m.enabled:
             return
-        self.server = serve(m.address, m.port, self.registry)
+        self.server = serve(m.address, m.port, self.collector.render)
         log.info("serving metrics on %s", self.server.url)
 
     def metrics_text(self) -> bytes:
@@ -218,13 +218,17 @@ class NodeDaemon:
             pass  # already woken
 
     def housekeeping(self, now: float) -> None:
+        """Tenant GC and the job map (every second)."""
         region = self.holder.region
         if region is None or not self.holder.snapshot_into(self._raw):
             return
         self.gc.run(region, self._raw, now)
         if self.jobmap is not None:
             self.jobmap.update(self._raw, self._gpu_name)
-        if self.rates.due(now):
+
+    def sample_rates(self, now: float) -> None:
+        """A reading for the SM-time ratios (every sm_time_window_seconds)."""
+        if self.holder.region is not None and self.holder.snapshot_into(self._raw):
             self.rates.update(self._raw, now)
 
     def _gpu_name(self, uuid: str, region_index: int) -> str:
@@ -256,6 +260,8 @@ class NodeDaemon:
             if now >= next_house:
                 self.housekeeping(now)
                 next_house = now + HOUSEKEEPING_SECONDS
+            if self.rates.due(now):
+                self.sample_rates(now)
             if now >= next_check:
                 next_check = now + self.config.check_interval_seconds
                 self._check()

@@ -18,7 +18,8 @@ from dataclasses import dataclass
 from typing import Literal
 
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, InfoMetricFamily, Metric
-from prometheus_client.registry import Collector
+from prometheus_client.exposition import generate_latest
+from prometheus_client.registry import Collector, CollectorRegistry
 
 from fcsp_core._native import c_string
 from fcsp_core.node.labels import LabelCache
@@ -120,6 +121,24 @@ def _family(spec: FieldMetric, labels: list[str]) -> GaugeMetricFamily | Counter
 
 
 @dataclass(frozen=True)
+class _Scrape:
+    ok: bool  # a trusted region was read
+    live_pids: frozenset[int]
+    unmanaged: dict[int, int | None]  # region GPU index -> bytes outside fcsp (None: NVML cannot say)
+    key: bytes  # equal keys, equal output
+
+
+class _Families(Collector):
+    """Families already built, for generate_latest."""
+
+    def __init__(self, families: list[Metric]) -> None:
+        self._families = families
+
+    def collect(self) -> Iterator[Metric]:
+        return iter(self._families)
+
+
+@dataclass(frozen=True)
 class BuildInfo:
     version: str  # the fcsp package
     libfcsp: str
@@ -149,6 +168,8 @@ class FcspCollector(Collector):
         self._rates = rates
         self._raw = RawSnapshot()
         self._lock = threading.Lock()  # one collect at a time: they share the snapshot buffer
+        self._memo_key: bytes | None = None
+        self._memo_body = b""
         self._tenant_gpu_specs = _available(TENANT_GPU_METRICS, "struct fcsp_tenant_gpu_info")
         self._tenant_specs = _available(TENANT_METRICS, "struct fcsp_tenant_info")
         self._gpu_specs = _available(GPU_METRICS, "struct fcsp_gpu_info")
@@ -158,9 +179,35 @@ class FcspCollector(Collector):
 
     def collect(self) -> Iterator[Metric]:
         with self._lock:
-            return iter(self._collect_locked())
+            return iter(self._families(self._read()))
 
-    def _collect_locked(self) -> list[Metric]:
+    def render(self) -> bytes:
+        """The text exposition of one fresh snapshot, as generate_latest would write it; rendered anew only
+        when something it shows changed since the last rendering (rendering costs milliseconds, and scrapes of
+        an unchanged node are the common case)."""
+        with self._lock:
+            scrape = self._read()
+            if scrape.key != self._memo_key:
+                registry = CollectorRegistry(auto_describe=False)
+                registry.register(_Families(self._families(scrape)))
+                self._memo_body, self._memo_key = generate_latest(registry), scrape.key
+            return self._memo_body
+
+    def _read(self) -> _Scrape:
+        """Take the snapshot and what else a scrape shows (NVML's view, the SM-time windows)."""
+        if not self._snapshot_into(self._raw):
+            return _Scrape(ok=False, live_pids=frozenset(), unmanaged={}, key=b"down")
+        snap = self._raw
+        live_pids = frozenset(int(p.pid) for p in snap.procs() if int(p.state) == PROC_LIVE)
+        unmanaged: dict[int, int | None] = {}
+        if self._nvml is not None:
+            for g in snap.gpus():
+                unmanaged[int(g.index)] = self._nvml.unmanaged_bytes(c_string(g.uuid), live_pids)
+        rates = self._rates.version if self._rates is not None else 0
+        key = snap.digest() + repr((len(live_pids), sorted(unmanaged.items()), rates)).encode()
+        return _Scrape(ok=True, live_pids=live_pids, unmanaged=unmanaged, key=key)
+
+    def _families(self, scrape: _Scrape) -> list[Metric]:
         host = self._hostname
         info = InfoMetricFamily("fcsp_build", "fcsp's versions on this node", labels=["hostname"])
         info.add_metric(
@@ -174,7 +221,7 @@ class FcspCollector(Collector):
         up = GaugeMetricFamily(
             "fcsp_node_up", "1 while the daemon has a trusted node region", labels=["hostname"]
         )
-        if not self._snapshot_into(self._raw):
+        if not scrape.ok:
             up.add_metric([host], 0)
             return [info, up]
         up.add_metric([host], 1)
@@ -186,16 +233,14 @@ class FcspCollector(Collector):
         )  # fmt: skip
         reaped.add_metric([host], snap.reaped_total)
         out.append(reaped)
-
-        live_pids = {int(p.pid) for p in snap.procs() if int(p.state) == PROC_LIVE}
         procs = GaugeMetricFamily(
             "fcsp_processes", "Processes attached to fcsp on this node", labels=["hostname"]
         )
-        procs.add_metric([host], len(live_pids))
+        procs.add_metric([host], len(scrape.live_pids))
         out.append(procs)
 
         gpu_labels = self._gpu_label_values(snap)
-        out += self._gpu_families(snap, gpu_labels, live_pids)
+        out += self._gpu_families(snap, gpu_labels, scrape.unmanaged)
         out += self._tenant_families(snap, gpu_labels)
         return out
 
@@ -210,25 +255,22 @@ class FcspCollector(Collector):
         return values
 
     def _gpu_families(
-        self, snap: RawSnapshot, gpu_labels: dict[int, list[str]], live_pids: set[int]
+        self, snap: RawSnapshot, gpu_labels: dict[int, list[str]], unmanaged: dict[int, int | None]
     ) -> list[Metric]:
         families = [_family(spec, GPU_LABELS) for spec in self._gpu_specs]
-        unmanaged = GaugeMetricFamily(
+        unmanaged_family = GaugeMetricFamily(
             "fcsp_gpu_unmanaged_memory_bytes",
             "Device memory NVML sees held by processes not under fcsp",
             labels=GPU_LABELS,
         )
-        has_unmanaged = False
         for g in snap.gpus():
             labels = gpu_labels[int(g.index)]
             for spec, family in zip(self._gpu_specs, families, strict=True):
                 family.add_metric(labels, getattr(g, spec.field) * spec.scale)
-            if self._nvml is not None:
-                value = self._nvml.unmanaged_bytes(labels[1], live_pids)
-                if value is not None:
-                    unmanaged.add_metric(labels, value)
-                    has_unmanaged = True
-        return [*families, unmanaged] if has_unmanaged else list(families)
+            value = unmanaged.get(int(g.index))
+            if value is not None:
+                unmanaged_family.add_metric(labels, value)
+        return [*families, unmanaged_family] if unmanaged_family.samples else list(families)
 
     def _tenant_families(self, snap: RawSnapshot, gpu_labels: dict[int, list[str]]) -> list[Metric]:
         tg_specs = self._tenant_gpu_specs

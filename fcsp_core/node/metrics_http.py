@@ -1,4 +1,4 @@
-"""The metrics endpoint: GET /metrics in Prometheus' text format, from a private CollectorRegistry.
+"""The metrics endpoint: GET /metrics in Prometheus' text format (the exporter's rendering of its collector).
 
 Rendering is coalesced: scrapes that arrive while a rendering runs wait for the next one, which starts after
 they arrived, and share its output. So every scrape sees a snapshot taken after it asked, and N concurrent
@@ -10,13 +10,12 @@ from __future__ import annotations
 import gzip
 import logging
 import socket
+import socketserver
 import threading
 from collections.abc import Callable
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
-from prometheus_client.exposition import CONTENT_TYPE_LATEST, generate_latest
-from prometheus_client.registry import CollectorRegistry
+from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
 log = logging.getLogger("fcsp.node")
 
@@ -70,50 +69,121 @@ class CoalescingRenderer:
             return self._result
 
 
-class _Handler(BaseHTTPRequestHandler):
-    server: MetricsServer
-    protocol_version = "HTTP/1.1"  # keep-alive: Prometheus and scrapers reuse their connections
+_REASONS = {
+    200: "OK",
+    400: "Bad Request",
+    404: "Not Found",
+    405: "Method Not Allowed",
+    500: "Internal Server Error",
+}
+_MAX_LINE = 8192
+_MAX_HEADERS = 100
+_INDEX = b"<html><body><h1>fcsp node</h1><p><a href='/metrics'>/metrics</a></p></body></html>\n"
 
-    def do_GET(self) -> None:  # noqa: N802 (http.server's naming)
-        path = self.path.split("?", 1)[0]
-        if path == "/metrics":
+
+class _Request:
+    """What the handler needs of a request: method, path, and three headers."""
+
+    def __init__(self, method: bytes, path: bytes, keep_alive: bool, gzip_ok: bool) -> None:
+        self.method = method
+        self.path = path
+        self.keep_alive = keep_alive
+        self.gzip_ok = gzip_ok
+
+
+def _read_request(rfile: Any) -> _Request | None:
+    """Parse one HTTP/1.x request head; None at end of stream; ValueError when malformed."""
+    line = rfile.readline(_MAX_LINE + 1)
+    if not line:
+        return None
+    parts = line.split()
+    if len(parts) != 3 or not parts[2].startswith(b"HTTP/1.") or len(line) > _MAX_LINE:
+        raise ValueError("bad request line")
+    keep_alive = parts[2] != b"HTTP/1.0"  # HTTP/1.0 clients get one answer per connection
+    gzip_ok = False
+    for _ in range(_MAX_HEADERS):
+        header = rfile.readline(_MAX_LINE + 1)
+        if header in (b"\r\n", b"\n", b""):
+            break
+        name, _, value = header.partition(b":")
+        name, value = name.strip().lower(), value.strip().lower()
+        if name == b"connection" and b"close" in value:
+            keep_alive = False
+        elif name == b"accept-encoding":
+            gzip_ok = b"gzip" in value
+    else:
+        raise ValueError("too many headers")
+    return _Request(parts[0], parts[1].split(b"?", 1)[0], keep_alive, gzip_ok)
+
+
+class _Handler(socketserver.StreamRequestHandler):
+    """HTTP/1.1 with keep-alive, GET and HEAD only: a lean handler, since the per-request cost of
+    http.server's general one bounds how many scrapes a second the daemon answers."""
+
+    server: MetricsServer
+    timeout = 120  # an idle keep-alive connection is dropped after this
+
+    def handle(self) -> None:
+        while True:
+            try:
+                req = _read_request(self.rfile)
+            except ValueError:
+                self._send(400, b"bad request\n", "text/plain", keep_alive=False)
+                return
+            except OSError:
+                return  # timed out or reset
+            if req is None:
+                return
+            if not self._answer(req) or not req.keep_alive:
+                return
+
+    def _answer(self, req: _Request) -> bool:
+        head = req.method == b"HEAD"
+        if req.method not in (b"GET", b"HEAD"):
+            return self._send(405, b"only GET and HEAD\n", "text/plain", keep_alive=req.keep_alive)
+        if req.path == b"/metrics":
             try:
                 rendering = self.server.renderer.get()
             except Exception as exc:  # noqa: BLE001 - a scrape must get an answer, the daemon must go on
                 log.exception("rendering the metrics failed")
-                self._send(
-                    500, b"fcsp node: rendering the metrics failed: " + str(exc).encode(), "text/plain"
-                )
-                return
-            if "gzip" in self.headers.get("Accept-Encoding", ""):
-                self._send(200, rendering.gzipped(), CONTENT_TYPE_LATEST, gzipped=True)
-            else:
-                self._send(200, rendering.body, CONTENT_TYPE_LATEST)
-        elif path == "/":
-            page = b"<html><body><h1>fcsp node</h1><p><a href='/metrics'>/metrics</a></p></body></html>\n"
-            self._send(200, page, "text/html; charset=utf-8")
-        else:
-            self._send(404, b"not found: try /metrics\n", "text/plain; charset=utf-8")
+                text = f"fcsp node: rendering the metrics failed: {exc}\n".encode()
+                return self._send(500, text, "text/plain", keep_alive=req.keep_alive)
+            body = rendering.gzipped() if req.gzip_ok else rendering.body
+            return self._send(200, body, CONTENT_TYPE_LATEST, req.keep_alive, req.gzip_ok, head)
+        if req.path == b"/":
+            return self._send(200, _INDEX, "text/html; charset=utf-8", req.keep_alive, head_only=head)
+        return self._send(404, b"not found: try /metrics\n", "text/plain", req.keep_alive, head_only=head)
 
-    def _send(self, code: int, body: bytes, content_type: str, gzipped: bool = False) -> None:
-        self.send_response(code)
-        self.send_header("Content-Type", content_type)
-        self.send_header("Content-Length", str(len(body)))
-        if gzipped:
-            self.send_header("Content-Encoding", "gzip")
-        self.end_headers()
-        self.wfile.write(body)
+    def _send(
+        self,
+        code: int,
+        body: bytes,
+        content_type: str,
+        keep_alive: bool,
+        gzipped: bool = False,
+        head_only: bool = False,
+    ) -> bool:
+        head = (
+            f"HTTP/1.1 {code} {_REASONS[code]}\r\nContent-Type: {content_type}\r\n"
+            f"Content-Length: {len(body)}\r\n"
+            + ("Content-Encoding: gzip\r\n" if gzipped else "")
+            + ("" if keep_alive else "Connection: close\r\n")
+            + "\r\n"
+        ).encode("ascii")
+        try:
+            self.connection.sendall(head if head_only else head + body)
+        except OSError:
+            return False
+        return keep_alive
 
-    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 (the base class's signature)
-        return  # one line per scrape would drown the reaper's log
 
-
-class MetricsServer(ThreadingHTTPServer):
+class MetricsServer(socketserver.ThreadingMixIn, socketserver.TCPServer):
     daemon_threads = True
     allow_reuse_address = True
+    request_queue_size = 128  # 50 scrapers connecting at once must not overflow the listen backlog
 
-    def __init__(self, address: tuple[str, int], registry: CollectorRegistry) -> None:
-        self.renderer = CoalescingRenderer(lambda: generate_latest(registry))
+    def __init__(self, address: tuple[str, int], render: Callable[[], bytes]) -> None:
+        self.renderer = CoalescingRenderer(render)
         if ":" in address[0]:
             self.address_family = socket.AF_INET6
         super().__init__(address, _Handler)
@@ -127,9 +197,9 @@ class MetricsServer(ThreadingHTTPServer):
         return f"http://{shown}:{port}/metrics"
 
 
-def serve(address: str, port: int, registry: CollectorRegistry) -> MetricsServer:
-    """Start serving registry on (address, port) in a background thread; port 0 takes any free port."""
-    server = MetricsServer((address, port), registry)
+def serve(address: str, port: int, render: Callable[[], bytes]) -> MetricsServer:
+    """Serve render()'s text exposition on (address, port) from a background thread; port 0: any free port."""
+    server = MetricsServer((address, port), render)
     thread = threading.Thread(target=server.serve_forever, name="fcsp-metrics", daemon=True)
     thread.start()
     return server

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections.abc import Collection
 from typing import Any
 
@@ -18,11 +19,14 @@ log = logging.getLogger("fcsp.node")
 class NvmlView:
     """An initialised NVML; calls are serialised (one scrape renders at a time anyway)."""
 
-    def __init__(self, pynvml: Any) -> None:
+    def __init__(self, pynvml: Any, max_age_seconds: float = 1.0) -> None:
         self._nvml = pynvml
         self._lock = threading.Lock()
         self._handles: dict[str, Any] = {}
         self._indices: dict[str, int | None] = {}
+        self._max_age = max_age_seconds
+        # uuid -> (when asked, [(pid, bytes)], or None when NVML could not say)
+        self._procs: dict[str, tuple[float, list[tuple[int, int]] | None]] = {}
 
     @classmethod
     def open(cls) -> NvmlView | None:
@@ -67,17 +71,30 @@ class NvmlView:
                     self._indices[uuid] = None
             return self._indices[uuid]
 
+    def _processes(self, uuid: str) -> list[tuple[int, int]] | None:
+        """NVML's compute processes of the GPU as (pid, bytes), at most max_age old: asking NVML costs up to
+        milliseconds per GPU, too much for every one of many concurrent scrapes."""
+        now = time.monotonic()
+        with self._lock:
+            cached = self._procs.get(uuid)
+            if cached is not None and now - cached[0] < self._max_age:
+                return cached[1]
+            try:
+                raw = self._nvml.nvmlDeviceGetComputeRunningProcesses(self._handle(uuid))
+                procs: list[tuple[int, int]] | None = [
+                    (int(p.pid), int(p.usedGpuMemory))
+                    for p in raw
+                    if getattr(p, "usedGpuMemory", None) is not None
+                ]
+            except self._nvml.NVMLError:
+                procs = None
+            self._procs[uuid] = (now, procs)
+            return procs
+
     def unmanaged_bytes(self, uuid: str, fcsp_pids: Collection[int]) -> int | None:
         """Device memory NVML sees held by compute processes that are not fcsp's (not in fcsp_pids), or None
         when NVML cannot say."""
-        with self._lock:
-            try:
-                procs = self._nvml.nvmlDeviceGetComputeRunningProcesses(self._handle(uuid))
-            except self._nvml.NVMLError:
-                return None
-        total = 0
-        for p in procs:
-            used = getattr(p, "usedGpuMemory", None)
-            if used is not None and int(p.pid) not in fcsp_pids:
-                total += int(used)
-        return total
+        procs = self._processes(uuid)
+        if procs is None:
+            return None
+        return sum(used for pid, used in procs if pid not in fcsp_pids)

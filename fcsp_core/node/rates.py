@@ -25,6 +25,7 @@ class SmTimeRates:
         self._last_at: float | None = None
         self._last: dict[Key, int] = {}
         self._ratios: dict[Key, float] = {}
+        self.version = 0  # moves with every reading (part of the exporter's rendering key)
 
     def due(self, now: float) -> bool:
         return self.available and (self._last_at is None or now - self._last_at >= self.window)
@@ -47,6 +48,7 @@ class SmTimeRates:
                     ratios[key] = min(1.0, (granted - before) / elapsed_ns)
         with self._lock:
             self._ratios = ratios  # only current tenants: series of ended tenants go
+            self.version += 1
         self._last, self._last_at = reading, now
 
     def ratio(self, key: Key) -> float | None:
