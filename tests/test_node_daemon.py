@@ -175,3 +175,24 @@ def test_dcgm_job_map(native, sim_env, node_daemon, tmp_path):
     while (jobmap / "0").read_text() != "" and time.monotonic() < deadline:
         time.sleep(0.05)
     assert (jobmap / "0").read_text() == ""
+
+
+def test_deploy_files():
+    """The shipped configuration is the defaults, written out; the unit runs the daemon as required."""
+    from fcsp_core.node.config import NodeConfig, load
+
+    repo = Path(__file__).resolve().parent.parent
+    assert load(repo / "deploy" / "fcsp-node.toml") == NodeConfig()
+    unit = (repo / "deploy" / "systemd" / "fcsp-node.service").read_text()
+    wanted = [
+        "Type=simple",
+        "Restart=always",
+        "RuntimeDirectory=fcsp",
+        "RuntimeDirectoryMode=0755",
+        "RuntimeDirectoryPreserve=yes",
+        "ReadWritePaths=/run/fcsp",
+        "ExecStart=/usr/local/bin/fcsp node",
+    ]
+    for line in wanted:
+        assert line in unit, line
+    assert "ProtectProc=" not in unit.replace("no ProtectProc=", "")
