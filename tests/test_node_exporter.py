@@ -97,6 +97,7 @@ def test_metrics_per_gpu_and_tenant_with_dcgm_labels(native, sim_env, node_daemo
         assert _one(s, "fcsp_gpu_memory_used_bytes", **gpu) == 868 * MiB
         assert _one(s, "fcsp_gpu_processes", **gpu) == 3
         assert _one(s, "fcsp_gpu_unmanaged_memory_bytes", **gpu) == GiB
+        assert _one(s, "fcsp_gpu_context_memory_bytes", **gpu) == 0  # the simulator has no context memory
         assert _one(s, "fcsp_tenant_memory_used_bytes", **job) == 768 * MiB
         assert _one(s, "fcsp_tenant_memory_limit_bytes", **job) == 2 * GiB
         assert _one(s, "fcsp_tenant_memory_peak_bytes", **job) == 768 * MiB

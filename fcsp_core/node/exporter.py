@@ -124,7 +124,8 @@ def _family(spec: FieldMetric, labels: list[str]) -> GaugeMetricFamily | Counter
 class _Scrape:
     ok: bool  # a trusted region was read
     live_pids: frozenset[int]
-    unmanaged: dict[int, int | None]  # region GPU index -> bytes outside fcsp (None: NVML cannot say)
+    # region GPU index -> NVML's (bytes of processes outside fcsp, bytes of fcsp's processes); absent: unknown
+    nvml: dict[int, tuple[int, int]]
     key: bytes  # equal keys, equal output
 
 
@@ -196,16 +197,18 @@ class FcspCollector(Collector):
     def _read(self) -> _Scrape:
         """Take the snapshot and what else a scrape shows (NVML's view, the SM-time windows)."""
         if not self._snapshot_into(self._raw):
-            return _Scrape(ok=False, live_pids=frozenset(), unmanaged={}, key=b"down")
+            return _Scrape(ok=False, live_pids=frozenset(), nvml={}, key=b"down")
         snap = self._raw
         live_pids = frozenset(int(p.pid) for p in snap.procs() if int(p.state) == PROC_LIVE)
-        unmanaged: dict[int, int | None] = {}
+        nvml: dict[int, tuple[int, int]] = {}
         if self._nvml is not None:
             for g in snap.gpus():
-                unmanaged[int(g.index)] = self._nvml.unmanaged_bytes(c_string(g.uuid), live_pids)
+                split = self._nvml.memory_split(c_string(g.uuid), live_pids)
+                if split is not None:
+                    nvml[int(g.index)] = split
         rates = self._rates.version if self._rates is not None else 0
-        key = snap.digest() + repr((len(live_pids), sorted(unmanaged.items()), rates)).encode()
-        return _Scrape(ok=True, live_pids=live_pids, unmanaged=unmanaged, key=key)
+        key = snap.digest() + repr((len(live_pids), sorted(nvml.items()), rates)).encode()
+        return _Scrape(ok=True, live_pids=live_pids, nvml=nvml, key=key)
 
     def _families(self, scrape: _Scrape) -> list[Metric]:
         host = self._hostname
@@ -240,7 +243,7 @@ class FcspCollector(Collector):
         out.append(procs)
 
         gpu_labels = self._gpu_label_values(snap)
-        out += self._gpu_families(snap, gpu_labels, scrape.unmanaged)
+        out += self._gpu_families(snap, gpu_labels, scrape.nvml)
         out += self._tenant_families(snap, gpu_labels)
         return out
 
@@ -255,22 +258,29 @@ class FcspCollector(Collector):
         return values
 
     def _gpu_families(
-        self, snap: RawSnapshot, gpu_labels: dict[int, list[str]], unmanaged: dict[int, int | None]
+        self, snap: RawSnapshot, gpu_labels: dict[int, list[str]], nvml: dict[int, tuple[int, int]]
     ) -> list[Metric]:
         families = [_family(spec, GPU_LABELS) for spec in self._gpu_specs]
-        unmanaged_family = GaugeMetricFamily(
+        unmanaged = GaugeMetricFamily(
             "fcsp_gpu_unmanaged_memory_bytes",
             "Device memory NVML sees held by processes not under fcsp",
+            labels=GPU_LABELS,
+        )
+        context = GaugeMetricFamily(
+            "fcsp_gpu_context_memory_bytes",
+            "Device memory NVML sees held by fcsp's processes beyond what their tenants account "
+            "(driver contexts, not charged to tenants)",
             labels=GPU_LABELS,
         )
         for g in snap.gpus():
             labels = gpu_labels[int(g.index)]
             for spec, family in zip(self._gpu_specs, families, strict=True):
                 family.add_metric(labels, getattr(g, spec.field) * spec.scale)
-            value = unmanaged.get(int(g.index))
-            if value is not None:
-                unmanaged_family.add_metric(labels, value)
-        return [*families, unmanaged_family] if unmanaged_family.samples else list(families)
+            split = nvml.get(int(g.index))
+            if split is not None:
+                unmanaged.add_metric(labels, split[0])
+                context.add_metric(labels, max(0, split[1] - int(g.used_bytes)))
+        return [*families, unmanaged, context] if unmanaged.samples else list(families)
 
     def _tenant_families(self, snap: RawSnapshot, gpu_labels: dict[int, list[str]]) -> list[Metric]:
         tg_specs = self._tenant_gpu_specs

@@ -91,10 +91,11 @@ class NvmlView:
             self._procs[uuid] = (now, procs)
             return procs
 
-    def unmanaged_bytes(self, uuid: str, fcsp_pids: Collection[int]) -> int | None:
-        """Device memory NVML sees held by compute processes that are not fcsp's (not in fcsp_pids), or None
-        when NVML cannot say."""
+    def memory_split(self, uuid: str, fcsp_pids: Collection[int]) -> tuple[int, int] | None:
+        """Device memory NVML sees held by compute processes: (by processes not under fcsp, by fcsp's
+        processes in fcsp_pids), or None when NVML cannot say."""
         procs = self._processes(uuid)
         if procs is None:
             return None
-        return sum(used for pid, used in procs if pid not in fcsp_pids)
+        fcsp = sum(used for pid, used in procs if pid in fcsp_pids)
+        return sum(used for _, used in procs) - fcsp, fcsp
