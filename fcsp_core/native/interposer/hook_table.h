@@ -137,6 +137,7 @@
     X(cuEventElapsedTime, CUresult, (float *pMilliseconds, CUevent hStart, CUevent hEnd))                          \
     X(cuEventDestroy_v2, CUresult, (CUevent hEvent))                                                               \
     X(cuStreamIsCapturing, CUresult, (CUstream hStream, CUstreamCaptureStatus * captureStatus))                    \
+    X(cuStreamQuery, CUresult, (CUstream hStream))                                                                 \
     X(cuFuncGetName, CUresult, (const char **name, CUfunction hfunc))                                             \
     X(cuOccupancyMaxActiveBlocksPerMultiprocessor, CUresult,                                                       \
       (int *numBlocks, CUfunction func, int blockSize, size_t dynamicSMemSize))
