@@ -141,12 +141,12 @@ class NodeDaemon:
             except FcspError as exc:
                 log.error("policy: cannot write tenant %s: %s", entry.tenant, exc.message)
 
-    def _policy_tenants(self) -> set[str]:
+    def _policy_tenants(self) -> set[str] | None:
         try:
             return {e.tenant for e in policy_list(self.region_dir)}
         except FcspError as exc:
             log.warning("policy table unreadable (%s): keeping every idle policy tenant", exc.message)
-            return _Everything()
+            return None
 
     def serve_metrics(self) -> None:
         m = self.config.metrics
@@ -251,7 +251,7 @@ class NodeDaemon:
             if woken:
                 self._drain_wake()
                 continue
-            if gone or exited:
+            if gone or (exited and self._reap.still_attached(exited)):
                 self._reap.reap(urgent=True)
             now = time.monotonic()
             if now >= next_periodic:
@@ -301,13 +301,6 @@ class NodeDaemon:
         self.lock.release()
         os.close(self._wake_r)
         os.close(self._wake_w)
-
-
-class _Everything(set[str]):
-    """A set that holds every name: keep all policy tenants when the table cannot be read."""
-
-    def __contains__(self, item: object) -> bool:
-        return True
 
 
 def install_signal_handlers(daemon: NodeDaemon) -> None:

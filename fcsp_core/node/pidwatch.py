@@ -36,6 +36,7 @@ class PidWatcher:
     def __init__(self) -> None:
         self._poll = select.poll()
         self._fds: dict[SlotKey, int] = {}
+        self._keys: dict[int, SlotKey] = {}  # fd -> slot
         self._wake_fds: set[int] = set()
         self.unwatched = 0  # slots without a pidfd (left to the periodic pass)
 
@@ -66,22 +67,24 @@ class PidWatcher:
                 gone = True
                 continue
             self._fds[key] = fd
+            self._keys[fd] = key
             self._poll.register(fd, select.POLLIN)
         self.unwatched = unwatched
         return gone
 
-    def wait(self, timeout_ms: int) -> tuple[bool, bool]:
-        """Block up to timeout_ms. Returns (a watched process exited, a wake fd is readable)."""
+    def wait(self, timeout_ms: int) -> tuple[list[SlotKey], bool]:
+        """Block up to timeout_ms. Returns (the watched slots whose process exited, a wake fd is readable)."""
         try:
             ready = self._poll.poll(timeout_ms)
         except InterruptedError:
-            return False, False
-        exited = woken = False
+            return [], False
+        exited: list[SlotKey] = []
+        woken = False
         for fd, _ in ready:
             if fd in self._wake_fds:
                 woken = True
             else:
-                exited = True
+                exited.append(self._keys[fd])
                 # Its slot goes with the reap; until then (a deferred reap) the periodic pass retries it.
                 self._poll.unregister(fd)
         return exited, woken
@@ -92,6 +95,7 @@ class PidWatcher:
 
     def _close(self, key: SlotKey) -> None:
         fd = self._fds.pop(key)
+        del self._keys[fd]
         try:
             self._poll.unregister(fd)
         except KeyError:

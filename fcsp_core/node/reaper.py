@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import logging
 
-from fcsp_core.node.pidwatch import PidWatcher
+from fcsp_core.node.pidwatch import PidWatcher, SlotKey
 from fcsp_core.region import FcspBusyError, Region
 from fcsp_core.region_node import PROC_LIVE, RawSnapshot, Reaper, ReapEvent, topology_seq
 
@@ -60,6 +60,18 @@ class ReapLoop:
             (int(p.index), int(p.pid), int(p.start_time)) for p in snap.procs() if int(p.state) == PROC_LIVE
         ]
         return self._watch.sync(slots)
+
+    def still_attached(self, slots: list[SlotKey]) -> bool:
+        """Whether any of these slots still holds its (exited) process: one that exited normally has already
+        left its slot, and needs no pass over every slot's /proc entry."""
+        try:
+            snap = self._raw.take(self._region)
+        except FcspBusyError:
+            return True
+        live = {
+            (int(p.index), int(p.pid), int(p.start_time)) for p in snap.procs() if int(p.state) == PROC_LIVE
+        }
+        return any(key in live for key in slots)
 
     def reap(self, urgent: bool) -> list[ReapEvent]:
         """One pass: urgent (a process exited) asks the kernel about every slot, else only stale ones."""

@@ -19,7 +19,9 @@ Key = tuple[int, int]  # (tenant index, created_ns): one incarnation of a tenant
 
 
 class TenantGC:
-    def __init__(self, grace_seconds: float, policy_tenants: Callable[[], set[str]]) -> None:
+    def __init__(self, grace_seconds: float, policy_tenants: Callable[[], set[str] | None]) -> None:
+        """policy_tenants(): the tenants of the policy table, None when it cannot be read (then every policy
+        tenant is kept)."""
         self.grace = grace_seconds
         self._policy_tenants = policy_tenants
         self._idle_since: dict[Key, float] = {}  # only tenants idle now: bounded by the region's 256
@@ -42,8 +44,8 @@ class TenantGC:
         held = self._policy_tenants() if any(flags & TENANT_POLICY for _, flags in due) else set()
         removed = []
         for name, flags in due:
-            if flags & TENANT_POLICY and name in held:
-                continue  # the scheduler still holds it
+            if flags & TENANT_POLICY and (held is None or name in held):
+                continue  # the scheduler still holds it (or we cannot tell)
             try:
                 region.remove_tenant(name)
             except (FcspBusyError, FcspNotFoundError):
