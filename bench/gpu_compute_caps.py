@@ -16,9 +16,13 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 TOLERANCE_POINTS = 3.0
+
+Row = tuple[str, str, str, str]
+Check = Callable[[str, float, float], None]
 
 # A spin kernel: each block busy-waits `cycles` SM clock cycles.
 WORKER = r"""
@@ -50,8 +54,20 @@ print(json.dumps({"launches": n, "seconds": dt, "rate": n / dt}))
 """
 
 MATMUL = r"""
-import json, sys, time
+import json, sys, threading, time
 import torch
+clocks = []
+def sample_clocks():
+    try:
+        import pynvml
+        pynvml.nvmlInit()
+        h = pynvml.nvmlDeviceGetHandleByIndex(0)
+        while True:
+            clocks.append(pynvml.nvmlDeviceGetClockInfo(h, pynvml.NVML_CLOCK_SM))
+            time.sleep(0.05)
+    except Exception:  # clocks are a diagnostic only
+        return
+threading.Thread(target=sample_clocks, daemon=True).start()
 a = torch.randn(8192, 8192, device="cuda", dtype=torch.bfloat16)
 b = torch.randn(8192, 8192, device="cuda", dtype=torch.bfloat16)
 for _ in range(5):
@@ -60,18 +76,22 @@ torch.cuda.synchronize()
 seconds = float(sys.argv[1])
 n = 0
 t0 = time.perf_counter()
-gpu_ms = 0.0
+gpu_ms, timed = 0.0, 0
 while time.perf_counter() - t0 < seconds:
     e0, e1 = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
     e0.record()
-    for _ in range(4):
-        a @ b
+    a @ b  # timed alone: its kernel time, whatever the cap does between launches
     e1.record()
+    for _ in range(3):
+        a @ b
     n += 4
     torch.cuda.synchronize()
     gpu_ms += e0.elapsed_time(e1)
+    timed += 1
 dt = time.perf_counter() - t0
-print(json.dumps({"launches": n, "seconds": dt, "rate": n / dt, "ms_per_matmul": gpu_ms / n}))
+mhz = sum(clocks[4:]) / max(1, len(clocks[4:]))
+out = {"launches": n, "seconds": dt, "rate": n / dt, "ms_per_matmul": gpu_ms / timed, "sm_mhz": mhz}
+print(json.dumps(out))
 """
 
 # A latency-bound victim: one small kernel at a time, each timed.
@@ -120,83 +140,24 @@ def run_py(code: str, args: list[str], env: dict[str, str], timeout: float) -> d
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
-def env_for(
-    lib: str | None, region: Path, tenant: str, sm: int | None, extra: dict[str, str] | None = None
-) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("FCSP_")}
-    env["PYTHONUNBUFFERED"] = "1"
-    if lib and sm is not None:
-        env["LD_PRELOAD"] = lib
-        env["FCSP_SM_LIMIT"] = str(sm)
-        env["FCSP_REGION_DIR"] = str(region)
-        env["FCSP_TENANT"] = tenant
-    env.update(extra or {})
-    return env
-
-
-def main() -> int:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--lib", required=True, help="libfcsp.so to preload")
-    ap.add_argument("--json", help="write all figures to this file")
-    ap.add_argument("--quick", action="store_true", help="shorter runs, fewer caps")
-    args = ap.parse_args()
-    seconds = 1.5 if args.quick else 3.0
-    caps = [25, 50, 75] if args.quick else [10, 25, 40, 50, 75, 90]
-    region = Path(tempfile.mkdtemp(prefix="fcsp-sm-"))
-    results: dict[str, object] = {}
-    failures: list[str] = []
-    rows: list[tuple[str, str, str, str]] = []
-
-    def check(name: str, achieved_pct: float, target: float) -> None:
-        ok = abs(achieved_pct - target) <= TOLERANCE_POINTS
-        rows.append((name, f"{target:.0f}%", f"{achieved_pct:.1f}%", "ok" if ok else "MISS"))
-        if not ok:
-            failures.append(f"{name}: {achieved_pct:.1f}% for a {target:.0f}% cap")
-        print(f"{'PASS' if ok else 'FAIL'} {name}: {achieved_pct:.1f}% (cap {target:.0f}%)", flush=True)
-
-    # 1. three shapes x caps
-    for shape, (blocks, threads, cycles) in SHAPES.items():
-        wargs = [str(blocks), str(threads), str(cycles), str(seconds)]
-        base = run_py(WORKER, wargs, env_for(None, region, "", None), 120)["rate"]
-        results[f"{shape} unthrottled rate"] = base
-        print(f"{shape}: unthrottled {base:.1f} launches/s", flush=True)
-        for cap in caps:
-            rate = run_py(WORKER, wargs, env_for(args.lib, region, f"s{cap}", cap), 120)["rate"]
-            results[f"{shape} cap {cap}"] = rate / base
-            check(f"{shape} at {cap}%", rate / base * 100, cap)
-
-    # 2. two tenants at 30 and 70, together (long full-grid kernels)
-    blocks, threads, cycles = SHAPES["long full-grid"]
-    wargs = [str(blocks), str(threads), str(cycles), str(seconds * 2)]
-    base = float(results["long full-grid unthrottled rate"])  # type: ignore[arg-type]
-    procs = {
-        cap: subprocess.Popen(
-            [sys.executable, "-c", WORKER, *wargs],
-            stdout=subprocess.PIPE,
-            text=True,
-            env=env_for(args.lib, region, f"pair{cap}", cap),
-        )
-        for cap in (30, 70)
-    }
-    for cap, p in procs.items():
-        out, _ = p.communicate(timeout=180)
-        rate = json.loads(out.strip().splitlines()[-1])["rate"]
-        results[f"pair cap {cap}"] = rate / base
-        check(f"two tenants: the one at {cap}%", rate / base * 100, cap)
-
-    # 3. PyTorch bf16 matmul at 40
+def matmul_part(lib: str, region: Path, seconds: float, results: dict[str, object], check: Check) -> None:
+    """A PyTorch bf16 matmul loop at 40%, against its native rate."""
     base_run = run_py(MATMUL, [str(seconds)], env_for(None, region, "", None), 180)
-    capped_run = run_py(MATMUL, [str(seconds)], env_for(args.lib, region, "mm40", 40), 180)
+    capped_run = run_py(MATMUL, [str(seconds)], env_for(lib, region, "mm40", 40), 180)
     base_mm, mm = base_run["rate"], capped_run["rate"]
     print(
-        f"matmul: {base_run['ms_per_matmul']:.3f} ms per matmul unthrottled, "
-        f"{capped_run['ms_per_matmul']:.3f} ms at 40% (a GPU under a duty cycle clocks higher)",
+        f"matmul: SM clock {base_run['sm_mhz']:.0f} MHz unthrottled, "
+        f"{capped_run['sm_mhz']:.0f} MHz at 40% "
+        "(a GPU under a duty cycle clocks higher: a cap on GPU time then yields more than its throughput share)",
         flush=True,
     )
     results["matmul unthrottled rate"] = base_mm
     results["matmul cap 40"] = mm / base_mm
     check("PyTorch bf16 8192^3 matmul loop at 40%", mm / base_mm * 100, 40)
 
+
+def noisy_part(lib: str, region: Path, seconds: float, results: dict[str, object], rows: list[Row]) -> None:
+    """A latency-bound victim alone, then beside a saturating neighbour capped at 25%."""
     # 4. noisy neighbour: the victim alone, then beside a saturating neighbour capped at 25%
     alone = run_py(VICTIM, [str(seconds)], env_for(None, region, "", None), 120)
     # The neighbour saturates the GPU with short full-grid kernels (~20 us): a kernel is never preempted, so
@@ -206,7 +167,7 @@ def main() -> int:
         [sys.executable, "-c", WORKER, str(blocks), str(threads), str(cycles), str(seconds + 6)],
         stdout=subprocess.PIPE,
         text=True,
-        env=env_for(args.lib, region, "hog25", 25),
+        env=env_for(lib, region, "hog25", 25),
     )
     time.sleep(4)  # let the neighbour start and saturate
     beside = run_py(VICTIM, [str(seconds)], env_for(None, region, "", None), 120)
@@ -229,6 +190,82 @@ def main() -> int:
         )
     )
 
+
+def env_for(
+    lib: str | None, region: Path, tenant: str, sm: int | None, extra: dict[str, str] | None = None
+) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("FCSP_")}
+    env["PYTHONUNBUFFERED"] = "1"
+    if lib and sm is not None:
+        env["LD_PRELOAD"] = lib
+        env["FCSP_SM_LIMIT"] = str(sm)
+        env["FCSP_REGION_DIR"] = str(region)
+        env["FCSP_TENANT"] = tenant
+    env.update(extra or {})
+    return env
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--lib", required=True, help="libfcsp.so to preload")
+    ap.add_argument("--json", help="write all figures to this file")
+    ap.add_argument("--quick", action="store_true", help="shorter runs, fewer caps")
+    ap.add_argument(
+        "--only", default="shapes,pair,matmul,noisy", help="comma list of parts: shapes, pair, matmul, noisy"
+    )
+    args = ap.parse_args()
+    seconds = 1.5 if args.quick else 3.0
+    caps = [25, 50, 75] if args.quick else [10, 25, 40, 50, 75, 90]
+    region = Path(tempfile.mkdtemp(prefix="fcsp-sm-"))
+    results: dict[str, object] = {}
+    failures: list[str] = []
+    rows: list[Row] = []
+
+    def check(name: str, achieved_pct: float, target: float) -> None:
+        ok = abs(achieved_pct - target) <= TOLERANCE_POINTS
+        rows.append((name, f"{target:.0f}%", f"{achieved_pct:.1f}%", "ok" if ok else "MISS"))
+        if not ok:
+            failures.append(f"{name}: {achieved_pct:.1f}% for a {target:.0f}% cap")
+        print(f"{'PASS' if ok else 'FAIL'} {name}: {achieved_pct:.1f}% (cap {target:.0f}%)", flush=True)
+
+    parts = set(args.only.split(","))
+    # 1. three shapes x caps
+    for shape, (blocks, threads, cycles) in SHAPES.items() if parts & {"shapes", "pair"} else ():
+        wargs = [str(blocks), str(threads), str(cycles), str(seconds)]
+        base = run_py(WORKER, wargs, env_for(None, region, "", None), 120)["rate"]
+        results[f"{shape} unthrottled rate"] = base
+        print(f"{shape}: unthrottled {base:.1f} launches/s", flush=True)
+        for cap in caps if "shapes" in parts else ():
+            rate = run_py(WORKER, wargs, env_for(args.lib, region, f"s{cap}", cap), 120)["rate"]
+            results[f"{shape} cap {cap}"] = rate / base
+            check(f"{shape} at {cap}%", rate / base * 100, cap)
+
+    # 2. two tenants at 30 and 70, together (long full-grid kernels)
+    if "pair" in parts:
+        blocks, threads, cycles = SHAPES["long full-grid"]
+        wargs = [str(blocks), str(threads), str(cycles), str(seconds * 2)]
+        base = float(results["long full-grid unthrottled rate"])  # type: ignore[arg-type]
+        procs = {
+            cap: subprocess.Popen(
+                [sys.executable, "-c", WORKER, *wargs],
+                stdout=subprocess.PIPE,
+                text=True,
+                env=env_for(args.lib, region, f"pair{cap}", cap),
+            )
+            for cap in (30, 70)
+        }
+        for cap, p in procs.items():
+            out, _ = p.communicate(timeout=180)
+            rate = json.loads(out.strip().splitlines()[-1])["rate"]
+            results[f"pair cap {cap}"] = rate / base
+            check(f"two tenants: the one at {cap}%", rate / base * 100, cap)
+
+    # 3. PyTorch bf16 matmul at 40
+    if "matmul" in parts:
+        matmul_part(args.lib, region, seconds, results, check)
+    # 4. noisy neighbour
+    if "noisy" in parts:
+        noisy_part(args.lib, region, seconds, results, rows)
     print(
         "\ncompute caps on",
         subprocess.run(

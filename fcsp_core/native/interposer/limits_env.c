@@ -81,6 +81,7 @@ int fcsp_config_from_env(struct fcsp_config *c)
     }
     c->nccl_bypass = 1;
     c->sm_burst_ns = 10ull * 1000000ull;
+    c->sm_slice_ns = 2000ull * 1000ull;
     c->sm_sample_ns = 20ull * 1000000ull;
     c->sm_default_wave_ns = 20ull * 1000ull;
     const char *mode = getenv("FCSP_SM_MODE");
@@ -95,6 +96,7 @@ int fcsp_config_from_env(struct fcsp_config *c)
     }
     if (read_uint("FCSP_SM_NCCL_BYPASS", 0, 1, "0 or 1", &c->nccl_bypass) < 0 ||
         read_uint_scaled("FCSP_SM_BURST_MS", 1, 1000, 1000000ull, &c->sm_burst_ns) < 0 ||
+        read_uint_scaled("FCSP_SM_SLICE_US", 1, 100000, 1000ull, &c->sm_slice_ns) < 0 ||
         read_uint_scaled("FCSP_SM_SAMPLE_MS", 1, 60000, 1000000ull, &c->sm_sample_ns) < 0 ||
         read_uint_scaled("FCSP_SM_DEFAULT_WAVE_US", 1, 1000000, 1000ull, &c->sm_default_wave_ns) < 0)
         bad = 1;

@@ -29,6 +29,7 @@ struct fcsp_config {
     int sm_borrow;               /* FCSP_SM_MODE=borrow: work-conserving (default hard) */
     int nccl_bypass;             /* FCSP_SM_NCCL_BYPASS (default 1): NCCL kernels are never throttled */
     uint64_t sm_burst_ns;        /* FCSP_SM_BURST_MS (default 10): how far ahead of its share a tenant may run */
+    uint64_t sm_slice_ns;        /* FCSP_SM_SLICE_US (default 2000): throttled launches are released in slices */
     uint64_t sm_sample_ns;       /* FCSP_SM_SAMPLE_MS (default 20): one timed launch per function this often */
     uint64_t sm_default_wave_ns; /* FCSP_SM_DEFAULT_WAVE_US (default 20): cost of a wave not measured yet */
 };
