@@ -148,7 +148,7 @@ def matmul_part(lib: str, region: Path, seconds: float, results: dict[str, objec
     print(
         f"matmul: SM clock {base_run['sm_mhz']:.0f} MHz unthrottled, "
         f"{capped_run['sm_mhz']:.0f} MHz at 40% "
-        "(a GPU under a duty cycle clocks higher: a cap on GPU time then yields more than its throughput share)",
+        "(a GPU under a duty cycle clocks higher, so a cap on GPU time yields more throughput)",
         flush=True,
     )
     results["matmul unthrottled rate"] = base_mm
