@@ -179,9 +179,11 @@ uint64_t fcsp_sm_acquire(struct fcsp_dev *d, CUstream stream, uint64_t cost_ns)
     int borrowing = fcsp_g.cfg.sm_borrow && !gpu_contended(d->gpu, now);
     uint64_t inc = borrowing ? cost_ns : cost_ns * 100u / pct;
     uint64_t burst = fcsp_g.cfg.sm_burst_ns;
-    /* The stream may book at most half the burst ahead, the tenant the whole burst. */
-    uint64_t s_start = book(stream_tat(stream), now, inc);
+    /* The tenant may book up to the whole burst ahead, each stream half of it, so a busy stream cannot take the
+     * tenant's burst from its other streams. While the tenant is not ahead of its share no stream can be, and
+     * the stream's booking (a second CAS) is skipped. */
     uint64_t t_start = book(&tg->sm_tat_ns, now, inc);
+    uint64_t s_start = t_start > now ? book(stream_tat(stream), now, inc) : 0;
     /* relaxed: a timestamp for neighbours' contention checks; same line as the TAT we just wrote */
     if (atomic_load_explicit(&tg->sm_last_launch_ns, memory_order_relaxed) + CONTENDED_RECHECK_NS < now)
         atomic_store_explicit(&tg->sm_last_launch_ns, now, memory_order_relaxed);
