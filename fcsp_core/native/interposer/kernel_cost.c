@@ -17,6 +17,8 @@
 #define FN_PROBE 64
 #define FIRST_SAMPLES 8
 #define MAX_INFLIGHT 64
+/* The estimate is the smallest of the last WINDOW samples. */
+#define WINDOW 8
 /* A launch waits at most this long for its function's first measurement. */
 #define FIRST_WAIT_NS (2000ull * 1000000ull)
 
@@ -31,6 +33,8 @@ struct fcsp_fn {
     _Atomic uint32_t samples;
     _Atomic uint32_t first_pending; /* the first timed launch is in flight: its cost is not known yet */
     uint32_t graph;
+    uint64_t window[WINDOW]; /* the last per-wave samples (sampler thread only) */
+    uint32_t nwindow;
 };
 
 static struct fcsp_fn table[FN_SLOTS];
@@ -158,20 +162,23 @@ static pthread_cond_t sample_cond = PTHREAD_COND_INITIALIZER;
 static struct fcsp_sample samples[MAX_INFLIGHT]; /* events kept for reuse (per context) */
 static int sampler_started;
 
+/* The smallest of the recent samples: a kernel that waited behind another tenant's kernels (the GPU does not
+ * preempt) reads longer than it ran, never shorter, so the minimum is the kernel's own time. A window, not an
+ * all-time minimum, so a function whose kernels really grow (input-dependent work) is followed within 8 samples. */
 static void learn(struct fcsp_fn *fn, uint64_t ns, uint64_t waves)
 {
     uint64_t per_wave = ns / (waves ? waves : 1);
     if (!per_wave)
         per_wave = 1;
-    uint64_t est = atomic_load_explicit(&fn->wave_ns, memory_order_relaxed), next;
-    if (!est)
-        next = per_wave;
-    else if (per_wave < est)
-        next = (est + 3 * per_wave) / 4; /* down fast */
-    else
-        next = est + (per_wave - est) / 16; /* up slowly: a delayed kernel reads long */
-    /* release: a launch waiting for the first measurement (acquire on first_pending) sees the estimate */
-    atomic_store_explicit(&fn->wave_ns, next, memory_order_relaxed);
+    fn->window[fn->nwindow++ % WINDOW] = per_wave;
+    uint32_t n = fn->nwindow < WINDOW ? fn->nwindow : WINDOW;
+    uint64_t best = fn->window[0];
+    for (uint32_t i = 1; i < n; i++)
+        if (fn->window[i] < best)
+            best = fn->window[i];
+    /* relaxed for the estimate: a value of its own. release on first_pending: a launch waiting for the first
+     * measurement (acquire) then reads this estimate */
+    atomic_store_explicit(&fn->wave_ns, best, memory_order_relaxed);
     atomic_store_explicit(&fn->first_pending, 0, memory_order_release);
 }
 

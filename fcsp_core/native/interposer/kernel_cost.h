@@ -4,7 +4,7 @@
  * waves x that, where waves = ceil(blocks / (SMs x resident blocks per SM)) (cuOccupancyMaxActiveBlocksPerMultiprocessor,
  * cached per block size). The estimate comes from sampled launches timed with a pair of CUDA events around them
  * (the first 8 launches of each function, then one every FCSP_SM_SAMPLE_MS): a sampler thread reads the events when
- * the GPU has run them. Samples pull the estimate down fast and up slowly, since a kernel delayed behind another
+ * the GPU has run them. The estimate is the smallest of the last 8 samples, since a kernel delayed behind another
  * tenant's kernels reads longer than it ran. Functions whose name starts with ncclDevKernel/ncclKernel (NCCL's
  * collectives) are recognised once, by name. */
 #ifndef FCSP_KERNEL_COST_H

@@ -193,12 +193,16 @@ uint64_t fcsp_sm_acquire(struct fcsp_dev *d, CUstream stream, uint64_t cost_ns)
         deadline = s_deadline;
     uint64_t waited = 0;
     uint64_t slice = fcsp_g.cfg.sm_slice_ns;
-    if (deadline > now && slice > 1)
+    if (deadline > now && slice > 1) {
         /* Release throttled launches on slice boundaries of the shared clock, so a tenant's work reaches the GPU
          * in batches: without MPS the GPU time-slices between processes, and a tenant trickling a kernel every
          * few tens of microseconds forces a context switch on its neighbours' every launch (an H100 victim's
-         * p50 went from 21 us to 400 us). The long-run rate is the same: only the release time is rounded up. */
-        deadline = (deadline + slice - 1) / slice * slice;
+         * p50 went from 21 us to 400 us). The long-run rate is the same: only the release time is rounded up.
+         * Each tenant's slices are offset (golden-ratio steps of its index), so tenants do not all release their
+         * batches at the same instant and queue behind each other. */
+        uint64_t phase = (uint64_t)fcsp_g.tenant_idx * (slice * 618 / 1000) % slice;
+        deadline = (deadline - phase + slice - 1) / slice * slice + phase;
+    }
     if (deadline > now) {
         uint64_t t0 = fcsp_now_ns();
         if (deadline > t0) {
