@@ -60,18 +60,30 @@ def _wait_gone(region: Region, pid: int, timeout: float = 5.0) -> float:
 
 
 class SimStats:
-    """The simulated driver's own count of live device memory, from one long-lived helper process (a process
-    per reading would dominate a thousand-cycle test)."""
+    """The simulated driver's own counts: the GPU's live bytes (fcspSimStats) and the bytes it holds for each
+    process (its NVML process list), from one long-lived helper process (a process per reading would dominate
+    a thousand-cycle test)."""
 
     SCRIPT = r"""
 import ctypes, os, sys
-lib = ctypes.CDLL(os.path.join(sys.argv[1], "libcuda.so.1"))
+cuda = ctypes.CDLL(os.path.join(sys.argv[1], "libcuda.so.1"))
+nvml = ctypes.CDLL(os.path.join(sys.argv[1], "libnvidia-ml.so.1"))
+class Proc(ctypes.Structure):  # nvmlProcessInfo_t (v3)
+    _fields_ = [("pid", ctypes.c_uint), ("used", ctypes.c_ulonglong), ("gi", ctypes.c_uint),
+                ("ci", ctypes.c_uint)]
 u64p = ctypes.POINTER(ctypes.c_ulonglong)
-lib.fcspSimStats.argtypes = [ctypes.c_int, u64p, u64p]
+cuda.fcspSimStats.argtypes = [ctypes.c_int, u64p, u64p]
+assert nvml.nvmlInit_v2() == 0
+dev = ctypes.c_void_p()
+assert nvml.nvmlDeviceGetHandleByIndex_v2(0, ctypes.byref(dev)) == 0
 live, peak = ctypes.c_ulonglong(0), ctypes.c_ulonglong(0)
+procs, count = (Proc * 512)(), ctypes.c_uint(0)
 for _ in sys.stdin:
-    rc = lib.fcspSimStats(0, ctypes.byref(live), ctypes.byref(peak))
-    print(live.value if rc == 0 else -1, flush=True)
+    rc = cuda.fcspSimStats(0, ctypes.byref(live), ctypes.byref(peak))
+    count.value = 512
+    rc2 = nvml.nvmlDeviceGetComputeRunningProcesses_v3(dev, ctypes.byref(count), procs)
+    per = " ".join(f"{procs[i].pid}:{procs[i].used}" for i in range(count.value) if procs[i].used)
+    print(live.value if rc == 0 and rc2 == 0 else -1, per, flush=True)
 """
 
     def __init__(self, native, env: dict[str, str]) -> None:
@@ -88,13 +100,14 @@ for _ in sys.stdin:
             text=True,
         )
 
-    def live(self) -> int:
+    def read(self) -> tuple[int, dict[int, int]]:
+        """(the GPU's live bytes, {pid: bytes the driver holds for it})."""
         assert self.proc.stdin is not None and self.proc.stdout is not None
         self.proc.stdin.write("\n")
         self.proc.stdin.flush()
-        value = int(self.proc.stdout.readline())
-        assert value >= 0, "fcspSimStats failed"
-        return value
+        live, *per = self.proc.stdout.readline().split()
+        assert int(live) >= 0, "the simulator's counters could not be read"
+        return int(live), {int(p): int(b) for p, b in (item.split(":") for item in per)}
 
     def close(self) -> None:
         self.proc.communicate(input="", timeout=30)
@@ -232,6 +245,8 @@ def test_a_thousand_sigkills_leave_exact_accounting(native, sim_env, node_daemon
     latencies: list[float] = []
     rss: dict[int, int] = {}
     victims: list[int] = []
+    sim_cut_cycles: list[int] = []
+    last_residue = 0
     seen_attached: set[int] = set()  # victims still in their slot just after the kill
     t_start = time.monotonic()
     try:
@@ -263,7 +278,17 @@ def test_a_thousand_sigkills_leave_exact_accounting(native, sim_env, node_daemon
                 assert sorted(p.pid for p in snap.processes) == sorted(h.pid for h in holders), (
                     f"cycle {cycle}: slots leaked: {[(p.pid, p.tenant, p.state) for p in snap.processes]}"
                 )
-                assert stats.live() == sum(held.values()), f"cycle {cycle}: the driver disagrees"
+                gpu_live, per_process = stats.read()
+                assert per_process == {h.pid: held[n] for n, h in zip(held, holders, strict=True)}, (
+                    f"cycle {cycle}: the driver holds {per_process}, the survivors hold {held}"
+                )
+                # The simulator counts a charge in the GPU's total and in the process's share, two stores in
+                # its own critical section: a SIGKILL between them leaves bytes in the total that no process
+                # holds (the real driver has no such window). Count such cycles; fcsp's side is exact anyway.
+                residue = gpu_live - sum(per_process.values())
+                if residue != last_residue:
+                    sim_cut_cycles.append(cycle)
+                    last_residue = residue
                 if cycle in (100, cycles):
                     rss[cycle] = daemon.rss_bytes()
         elapsed = time.monotonic() - t_start
@@ -280,10 +305,12 @@ def test_a_thousand_sigkills_leave_exact_accounting(native, sim_env, node_daemon
         f"\n{cycles} cycles in {elapsed:.1f} s; {len(reaped)} killed processes reaped "
         f"({recomputed} inside an accounting window); reap latency p50 {p50:.1f} ms, p99 {p99:.1f} ms, "
         f"max {latencies[-1] * 1000:.1f} ms; "
-        f"daemon RSS {rss[100] / MiB:.1f} MiB at cycle 100, {rss[cycles] / MiB:.1f} MiB at {cycles}"
+        f"daemon RSS {rss[100] / MiB:.1f} MiB at cycle 100, {rss[cycles] / MiB:.1f} MiB at {cycles}; "
+        f"simulator total cut by a kill at cycles {sim_cut_cycles or 'none'}"
     )
     assert len(reaped) == len(set(reaped)), "a process was reaped twice"
     assert seen_attached <= set(reaped) <= set(victims), "only and every killed attached process is reaped"
     assert latencies[-1] < 1.0
     assert len(reaped) >= cycles * 2 // 3, "most kills must land while the storms run"
+    assert len(sim_cut_cycles) <= max(3, cycles // 100), f"the simulator's total drifted at {sim_cut_cycles}"
     assert rss[cycles] - rss[100] < 4 * MiB, f"the daemon grew by {(rss[cycles] - rss[100]) / MiB:.1f} MiB"
