@@ -15,4 +15,14 @@ uint64_t fcsp_proc_start_time(pid_t pid);
 /* Whether the process (pid, start_time) still runs: gone, a zombie, or a reused PID all count as dead. */
 int fcsp_proc_alive(pid_t pid, uint64_t start_time);
 
+/* A spin-wait hint to the CPU (x86 pause, Arm yield): cheaper for the sibling hyperthread than a busy loop. */
+static inline void fcsp_cpu_relax(void)
+{
+#if defined(__x86_64__) || defined(__i386__)
+    __builtin_ia32_pause();
+#elif defined(__aarch64__)
+    __asm__ volatile("yield");
+#endif
+}
+
 #endif

@@ -11,15 +11,6 @@
 #include "common/clock.h"
 #include "interposer/state.h"
 
-static inline void cpu_relax(void)
-{
-#if defined(__x86_64__) || defined(__i386__)
-    __builtin_ia32_pause();
-#elif defined(__aarch64__)
-    __asm__ volatile("yield");
-#endif
-}
-
 /* A gate older than this was left by a reaper that died: ignore it rather than stall the job forever. */
 #define GATE_EXPIRY_MS 2000
 
@@ -31,7 +22,7 @@ static void wait_gate(struct fcsp_tenant *t)
         if (!gate || fcsp_now_ms() > gate + GATE_EXPIRY_MS)
             return;
         if (spins < 64) {
-            cpu_relax();
+            fcsp_cpu_relax();
         } else {
             struct timespec ts = {.tv_sec = 0, .tv_nsec = 50000};
             nanosleep(&ts, NULL);

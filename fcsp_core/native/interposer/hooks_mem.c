@@ -25,6 +25,14 @@ static inline enum gate mem_gate(void)
     return m == FCSP_MODE_CLOSED ? GATE_DENY : GATE_PASS;
 }
 
+/* Every allocation wrapper starts so: no real function to call, or fail-closed. Declares g_ (the gate). */
+#define GATE_PROLOGUE(real)                                                                                         \
+    if (!(real))                                                                                                    \
+        return CUDA_ERROR_NOT_FOUND;                                                                                \
+    enum gate g_ = mem_gate();                                                                                      \
+    if (g_ == GATE_DENY)                                                                                            \
+    return CUDA_ERROR_NOT_PERMITTED
+
 /* After the driver answered an admitted request: keep the charge and remember the key, or roll back. */
 static CUresult commit(CUresult rc, struct fcsp_dev *d, uint64_t size, uint64_t key, enum fcsp_alloc_kind kind,
                        CUresult (*undo)(uint64_t key))
@@ -82,11 +90,7 @@ static CUresult undo_mipmap(uint64_t key)
 /* The common shape of a linear allocation on the current device. CALL is the driver call, KEY the new pointer. */
 #define ADMIT_CURRENT(real, size, CALL, KEY, KIND, UNDO)                                                            \
     do {                                                                                                            \
-        if (!(real))                                                                                                \
-            return CUDA_ERROR_NOT_FOUND;                                                                            \
-        enum gate g_ = mem_gate();                                                                                  \
-        if (g_ == GATE_DENY)                                                                                        \
-            return CUDA_ERROR_NOT_PERMITTED;                                                                        \
+        GATE_PROLOGUE(real);                                                                                        \
         struct fcsp_dev *d_ = g_ == GATE_ENFORCE && (size) > 0 ? fcsp_dev_current() : NULL;                         \
         if (!d_)                                                                                                    \
             return CALL;                                                                                            \
@@ -166,11 +170,7 @@ static uint64_t pitch_estimate(uint64_t width, uint64_t height)
 /* Both pitched ABIs: admit the estimate, call, settle. */
 #define PITCH_ALLOC(real, dptr, pPitch, WidthInBytes, Height, ElementSizeBytes)                                    \
     do {                                                                                                            \
-        if (!(real))                                                                                                \
-            return CUDA_ERROR_NOT_FOUND;                                                                            \
-        enum gate g_ = mem_gate();                                                                                  \
-        if (g_ == GATE_DENY)                                                                                        \
-            return CUDA_ERROR_NOT_PERMITTED;                                                                        \
+        GATE_PROLOGUE(real);                                                                                        \
         uint64_t est_ = pitch_estimate(WidthInBytes, Height);                                                       \
         struct fcsp_dev *d_ = g_ == GATE_ENFORCE && est_ && (dptr) && (pPitch) ? fcsp_dev_current() : NULL;         \
         if (!d_)                                                                                                    \
@@ -257,13 +257,9 @@ FCSP_EXPORT CUresult cuMemCreate(CUmemGenericAllocationHandle *handle, size_t si
                                  unsigned long long flags)
 {
     fcsp_pfn_cuMemCreate real = FCSP_REAL(cuMemCreate);
-    if (!real)
-        return CUDA_ERROR_NOT_FOUND;
-    enum gate g = mem_gate();
-    if (g == GATE_DENY)
-        return CUDA_ERROR_NOT_PERMITTED;
+    GATE_PROLOGUE(real);
     struct fcsp_dev *d = NULL;
-    if (g == GATE_ENFORCE && size > 0 && handle && prop && prop->location.type == CU_MEM_LOCATION_TYPE_DEVICE)
+    if (g_ == GATE_ENFORCE && size > 0 && handle && prop && prop->location.type == CU_MEM_LOCATION_TYPE_DEVICE)
         d = fcsp_dev_by_ordinal(prop->location.id);
     if (!d)
         return real(handle, size, prop, flags);

@@ -1,7 +1,6 @@
 #include "interposer/kernel_cost.h"
 
 #include <pthread.h>
-#include <signal.h>
 #include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
@@ -9,6 +8,7 @@
 
 #include "common/clock.h"
 #include "common/log.h"
+#include "interposer/bg_thread.h"
 #include "interposer/real_driver.h"
 #include "interposer/sm_limiter.h"
 #include "interposer/state.h"
@@ -226,17 +226,7 @@ static void *sampler_main(void *arg)
 
 static void start_sampler(void)
 {
-    sigset_t all, old;
-    sigfillset(&all);
-    pthread_sigmask(SIG_SETMASK, &all, &old);
-    pthread_attr_t attr;
-    pthread_attr_init(&attr);
-    pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
-    pthread_attr_setstacksize(&attr, 256 * 1024);
-    pthread_t th;
-    sampler_started = pthread_create(&th, &attr, sampler_main, NULL) == 0 ? 1 : -1;
-    pthread_attr_destroy(&attr);
-    pthread_sigmask(SIG_SETMASK, &old, NULL);
+    sampler_started = fcsp_start_bg_thread(sampler_main) == 0 ? 1 : -1;
     if (sampler_started < 0)
         fcsp_log(FCSP_LOG_WARN, "cannot start the launch sampler thread: kernel costs stay at their default");
 }

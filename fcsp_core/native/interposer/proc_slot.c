@@ -2,7 +2,6 @@
 
 #include <errno.h>
 #include <pthread.h>
-#include <signal.h>
 #include <string.h>
 #include <time.h>
 #include <unistd.h>
@@ -10,6 +9,7 @@
 #include "common/clock.h"
 #include "common/log.h"
 #include "fcsp/fcsp_api.h"
+#include "interposer/bg_thread.h"
 #include "interposer/gpu_map.h"
 #include "interposer/sm_limiter.h"
 #include "interposer/state.h"
@@ -219,18 +219,7 @@ void fcsp_heartbeat_start(void)
                                                  memory_order_relaxed))
         return;
     atomic_store_explicit(&hb_stop, 0, memory_order_relaxed);
-    /* The thread takes no signals: they stay with the application's threads. */
-    sigset_t all, old;
-    sigfillset(&all);
-    pthread_sigmask(SIG_SETMASK, &all, &old);
-    pthread_attr_t attr;
-    pthread_attr_init(&attr);
-    pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
-    pthread_attr_setstacksize(&attr, 256 * 1024);
-    pthread_t th;
-    int rc = pthread_create(&th, &attr, heartbeat_main, NULL);
-    pthread_attr_destroy(&attr);
-    pthread_sigmask(SIG_SETMASK, &old, NULL);
+    int rc = fcsp_start_bg_thread(heartbeat_main);
     if (rc != 0) {
         atomic_store_explicit(&hb_running, 0, memory_order_relaxed);
         fcsp_log(FCSP_LOG_WARN, "cannot start the heartbeat thread (%s): live limit changes will not apply",

@@ -25,15 +25,6 @@
 /* Waits longer than this sleep (until just before the deadline), shorter ones spin with a CPU pause. */
 #define SPIN_LIMIT_NS 200000ull
 
-static inline void cpu_relax(void)
-{
-#if defined(__x86_64__) || defined(__i386__)
-    __builtin_ia32_pause();
-#elif defined(__aarch64__)
-    __asm__ volatile("yield");
-#endif
-}
-
 uint64_t fcsp_coarse_ns(void)
 {
     struct timespec ts;
@@ -124,7 +115,7 @@ static void wait_until(uint64_t deadline_ns)
                 ;
         } else {
             for (int i = 0; i < 64; i++)
-                cpu_relax();
+                fcsp_cpu_relax();
         }
     }
 }
