@@ -11,7 +11,7 @@ import logging
 from collections.abc import Callable
 
 from fcsp_core._native import c_string
-from fcsp_core.region import FcspBusyError, FcspNotFoundError, Region
+from fcsp_core.region import FcspBusyError, FcspError, FcspNotFoundError, Region
 from fcsp_core.region_node import TENANT_POLICY, RawSnapshot
 
 log = logging.getLogger("fcsp.node")
@@ -50,6 +50,9 @@ class TenantGC:
                 region.remove_tenant(name)
             except (FcspBusyError, FcspNotFoundError):
                 continue  # a process joined meanwhile, or it went by itself
+            except FcspError as exc:
+                log.warning("cannot remove idle tenant %s: %s", name, exc.message)
+                continue
             log.info("removed tenant %s: no process for %.0f s", name, self.grace)
             removed.append(name)
         return removed
