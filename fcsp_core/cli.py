@@ -23,6 +23,7 @@ from fcsp_core.config import (
     SM_LIMIT_ACCEPTS,
     EnvError,
     MemLimit,
+    PolicyEntry,
     SimSettings,
     TenantLimits,
     check_tenant_name,
@@ -158,6 +159,20 @@ example:
   LD_PRELOAD=$(fcsp lib-path) FCSP_MEM_LIMIT=4G ./my_cuda_program
 """
 
+LIMIT_DESCRIPTION = """\
+Set a tenant's caps in the node's policy table, or change them while it runs: its processes pick the change
+up from their heartbeat within 100 ms, with no restart. Only root or the owner of the region directory may
+write the table. A tenant with a policy entry takes its limits from it (under a scheduler, FCSP_SCHEDULER set,
+its own FCSP_MEM_LIMIT/FCSP_SM_LIMIT may still lower them, never raise them). Options not given keep the
+entry's current values."""
+
+LIMIT_EPILOG = """\
+examples:
+  fcsp limit run-4242 --sm 75           raise a running `fcsp run` tenant's SM share to 75%
+  fcsp limit train --mem 16G --sm 40
+  fcsp limit train --remove
+"""
+
 DEMO_DESCRIPTION = """\
 Three tenants with different caps share one GPU, at the same time:
   train   cap 6 GiB, one process allocating 4 x 1 GiB         -> all granted
@@ -254,6 +269,22 @@ def build_parser() -> argparse.ArgumentParser:
         epilog=LIB_PATH_EPILOG,
         formatter_class=_formatter,
     )
+
+    limit = sub.add_parser(
+        "limit",
+        help="set or change a tenant's caps in the policy table (applies live)",
+        description=LIMIT_DESCRIPTION,
+        epilog=LIMIT_EPILOG,
+        formatter_class=_formatter,
+    )
+    limit.add_argument("tenant", metavar="TENANT", help="the tenant's name (FCSP_TENANT of its processes)")
+    limit.add_argument("--mem", metavar="SIZE", help="device-memory cap on each GPU: 8G, 1.5GiB, 8589934592")
+    limit.add_argument("--sm", metavar="PCT", help="SM share on each GPU, percent 1..100")
+    limit.add_argument("--uid", metavar="UID", help="only processes of this uid may take these limits")
+    limit.add_argument(
+        "--remove", action="store_true", help="remove the tenant's entry from the policy table"
+    )
+    limit.add_argument("--dir", metavar="DIR", help="the region's directory (default: as for fcsp status)")
 
     demo = sub.add_parser(
         "demo",
@@ -400,6 +431,47 @@ def cmd_lib_path(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_limit(args: argparse.Namespace) -> int:
+    directory = Path(args.dir) if args.dir else None
+    if args.remove:
+        region.policy_remove(args.tenant, directory)
+        print(f"fcsp limit: removed the policy entry of {args.tenant}")
+        return 0
+    if args.mem is None and args.sm is None:
+        raise UsageError("fcsp limit: give --mem SIZE and/or --sm PCT (or --remove)")
+    current = next((e for e in region.policy_list(directory) if e.tenant == args.tenant), None)
+    mem_bytes = current.mem_limit_bytes if current else 0
+    if args.mem is not None:
+        mem = _mem_option("limit", args.mem)
+        if mem.limit_bytes is None:
+            raise UsageError(
+                f"fcsp limit: --mem {args.mem!r}: a percentage needs the GPU's size; "
+                "give bytes or a unit (8G)"
+            )
+        mem_bytes = mem.limit_bytes
+    sm = (current.sm_limit_pct if current else 0) if args.sm is None else _sm_option("limit", args.sm)
+    uid = current.uid if current else None
+    if args.uid is not None:
+        uid = _int_option("limit", "--uid", args.uid, 0, 2**32 - 1)
+    try:
+        entry = PolicyEntry(
+            tenant=args.tenant,
+            uid=uid,
+            mem_limit_bytes=mem_bytes,
+            sm_limit_pct=sm,
+            gpus=current.gpus if current else [],
+        )
+    except ValueError as exc:
+        raise UsageError(f"fcsp limit: {exc}") from None
+    region.policy_put(entry, directory)
+    mem_text = format_bytes(mem_bytes) if mem_bytes else "uncapped"
+    sm_text = f"{sm}%" if sm else "uncapped"
+    print(
+        f"fcsp limit: {args.tenant}: memory {mem_text}, SM {sm_text} (running processes apply it in 100 ms)"
+    )
+    return 0
+
+
 def cmd_demo(args: argparse.Namespace) -> int:
     from fcsp_core import demo
 
@@ -411,6 +483,7 @@ COMMANDS = {
     "sim": cmd_sim,
     "status": cmd_status,
     "lib-path": cmd_lib_path,
+    "limit": cmd_limit,
     "demo": cmd_demo,
     "node": node_command.run,
 }

@@ -88,7 +88,10 @@ def test_live_cap_change_applies(native, sim_env, parse_probe):
     p = _start(native, env, "init", "launch", *KERNEL, "600")
     time.sleep(0.5)
     t0 = time.monotonic()
-    policy_put(PolicyEntry(tenant="live-sm", sm_limit_pct=75), env["FCSP_REGION_DIR"])
+    # the `fcsp limit` command, as an operator would
+    subprocess.run(
+        ["fcsp", "limit", "live-sm", "--sm", "75", "--dir", env["FCSP_REGION_DIR"]], check=True, timeout=30
+    )
     out, err = p.communicate(timeout=120)
     wall = _launch_wall_ms(parse_probe(out))[0]
     # ~0.5 s at 25% (~125 kernels), the other ~475 at 75% (~0.63 s): ~1.1 s, where 25% throughout takes 2.4 s.
