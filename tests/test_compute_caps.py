@@ -11,8 +11,7 @@ import time
 
 import pytest
 
-from fcsp_core.config import PolicyEntry
-from fcsp_core.region import policy_put, read_snapshot
+from fcsp_core.region import read_snapshot
 
 # Shares are measured in wall time on a 2-core machine: a test may rerun once if a busy CPU skewed it (the
 # simulated GPU's scheduler is a thread of each process).
