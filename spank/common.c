@@ -1,0 +1,138 @@
+/* Helpers of the node side: tenant names, cleanup, the node daemon. */
+#define _GNU_SOURCE
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/file.h>
+#include <sys/stat.h>
+#include <sys/types.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "fcsp_spank.h"
+
+#include <slurm/slurm.h> /* SLURM_BATCH_SCRIPT and the other special step ids */
+
+int fcsp_tenant_name(spank_t sp, char *buf, size_t len)
+{
+    uint32_t job = 0, step = 0;
+    if (spank_get_item(sp, S_JOB_ID, &job) != ESPANK_SUCCESS ||
+        spank_get_item(sp, S_JOB_STEPID, &step) != ESPANK_SUCCESS) {
+        slurm_error(FCSP_PLUGIN ": cannot get the job and step id");
+        return -1;
+    }
+    int n;
+    if (step == SLURM_BATCH_SCRIPT)
+        n = snprintf(buf, len, FCSP_TENANT_PREFIX "%u.batch", job);
+    else if (step == SLURM_EXTERN_CONT)
+        n = snprintf(buf, len, FCSP_TENANT_PREFIX "%u.extern", job);
+    else if (step == SLURM_INTERACTIVE_STEP)
+        n = snprintf(buf, len, FCSP_TENANT_PREFIX "%u.interactive", job);
+    else
+        n = snprintf(buf, len, FCSP_TENANT_PREFIX "%u.%u", job, step);
+    return n > 0 && (size_t)n < len ? 0 : -1;
+}
+
+static int matches(const char *name, const char *prefix)
+{
+    size_t n = strlen(prefix);
+    /* "slurm-12." matches every step of job 12; an exact step name matches only itself */
+    return prefix[n - 1] == '.' ? strncmp(name, prefix, n) == 0 : strcmp(name, prefix) == 0;
+}
+
+int fcsp_cleanup_prefix(const char *prefix)
+{
+    const struct fcsp_lib *lib = fcsp_lib_get();
+    char err[512];
+    int rc = 0;
+    if (!lib)
+        return -1;
+    fcsp_region_handle *h = NULL;
+    struct fcsp_snapshot *snap = NULL;
+    struct fcsp_policy_in *pol = calloc(256, sizeof *pol);
+    if (!pol)
+        return -1;
+    int np = lib->policy_list(fcsp_args.region_dir, pol, 256, err, sizeof err);
+    for (int i = 0; i < np; i++) {
+        if (matches(pol[i].tenant, prefix) &&
+            lib->policy_remove(fcsp_args.region_dir, pol[i].tenant, err, sizeof err) != FCSP_OK) {
+            slurm_error(FCSP_PLUGIN ": removing the policy of %s: %s", pol[i].tenant, err);
+            rc = -1;
+        }
+    }
+    if (lib->region_open(fcsp_args.region_dir, 0, &h, err, sizeof err) != FCSP_OK)
+        goto out; /* no region: nothing accounted */
+    struct fcsp_reap_event ev[64];
+    /* reclaim the step's dead processes (tasks killed by scancel, a crash) so their tenant can go */
+    for (int pass = 0; pass < 16 && lib->region_reap(h, 0, ev, 64) == 64; pass++)
+        ;
+    /* tenants of this job, as the region sees them (the policy entry may be gone already) */
+    snap = malloc(sizeof *snap);
+    if (!snap || lib->region_snapshot(h, snap) != FCSP_OK)
+        goto out;
+    for (uint32_t i = 0; i < snap->ntenants && i < 256; i++) {
+        const char *name = snap->tenants[i].name;
+        if (!name[0] || !matches(name, prefix))
+            continue;
+        int r = lib->tenant_remove(h, name);
+        for (int tries = 0; r == FCSP_EBUSY && tries < 50; tries++) { /* a task still exiting */
+            usleep(100 * 1000);
+            lib->region_reap(h, 0, ev, 64);
+            r = lib->tenant_remove(h, name);
+        }
+        if (r != FCSP_OK && r != FCSP_ENOENT) {
+            slurm_error(FCSP_PLUGIN ": removing tenant %s from the region: error %d", name, r);
+            rc = -1;
+        }
+    }
+out:
+    if (h)
+        lib->region_close(h);
+    free(snap);
+    free(pol);
+    return rc;
+}
+
+void fcsp_ensure_daemon(void)
+{
+    char lock[PATH_MAX + 16], log[PATH_MAX + 16], err[512];
+    const struct fcsp_lib *lib;
+    if (!fcsp_args.fcsp_cmd[0] || !(lib = fcsp_lib_get()))
+        return;
+    if (lib->dir_prepare(fcsp_args.region_dir, err, sizeof err) != FCSP_OK) {
+        slurm_error(FCSP_PLUGIN ": region directory %s: %s", fcsp_args.region_dir, err);
+        return;
+    }
+    snprintf(lock, sizeof lock, "%s/node.lock", fcsp_args.region_dir);
+    snprintf(log, sizeof log, "%s/node.log", fcsp_args.region_dir);
+    int fd = open(lock, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+    if (fd >= 0) {
+        int held = flock(fd, LOCK_SH | LOCK_NB) != 0 && errno == EWOULDBLOCK;
+        close(fd); /* drops our probe lock */
+        if (held)
+            return; /* a daemon (a unit, or one we started) owns the node */
+    }
+    pid_t pid = fork();
+    if (pid < 0) {
+        slurm_error(FCSP_PLUGIN ": cannot start the node daemon: fork: %s", strerror(errno));
+        return;
+    }
+    if (pid == 0) {
+        if (setsid() < 0 || fork() != 0)
+            _exit(0);
+        int out = open(log, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC | O_NOFOLLOW, 0644);
+        int in = open("/dev/null", O_RDONLY);
+        if (out < 0 || in < 0 || dup2(in, 0) < 0 || dup2(out, 1) < 0 || dup2(out, 2) < 0)
+            _exit(1);
+        for (int f = 3; f < 1024; f++)
+            close(f);
+        execl(fcsp_args.fcsp_cmd, fcsp_args.fcsp_cmd, "node", "--region-dir", fcsp_args.region_dir, "--no-metrics",
+              (char *)NULL);
+        _exit(127);
+    }
+    waitpid(pid, NULL, 0);
+    slurm_info(FCSP_PLUGIN ": started the node daemon (%s node --region-dir %s; log %s)", fcsp_args.fcsp_cmd,
+               fcsp_args.region_dir, log);
+}

@@ -1,0 +1,92 @@
+/* fcsp SPANK plugin: state and helpers shared by the per-context files.
+ *
+ * dispatch.c routes each SPANK callback by context to srun.c (local), alloc.c (sbatch/salloc),
+ * slurmstepd.c (remote) or slurmd.c (slurmd and prolog/epilog). args.c parses plugstack.conf arguments,
+ * options.c holds the --fcsp-* options, lib.c loads libfcsp.so (the one parser and the policy-table writer)
+ * and NVML. */
+#ifndef FCSP_SPANK_H
+#define FCSP_SPANK_H
+
+#include <limits.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <slurm/spank.h>
+
+#include "fcsp/fcsp_api.h"
+
+#define FCSP_PLUGIN "fcsp"
+#define FCSP_TENANT_PREFIX "slurm-"
+
+struct fcsp_args {
+    char lib[PATH_MAX];        /* libfcsp.so */
+    char region_dir[PATH_MAX]; /* the node region and policy table */
+    char default_mem[64];      /* cap of a GPU step without options ("" = none) */
+    char default_sm[16];
+    int default_gpu_cap;       /* a GPU step without fcsp options gets the default caps */
+    int allow_opt_out;         /* --fcsp-off is honoured */
+    unsigned shards_per_gpu;   /* gres/shard count per GPU (0: shards are not turned into caps) */
+    char fcsp_cmd[PATH_MAX];   /* the fcsp command, to start the node daemon ("" = never) */
+};
+
+struct fcsp_opts {
+    char mem[64]; /* as given ("" = not given) */
+    char sm[16];
+    int off;
+};
+
+extern struct fcsp_args fcsp_args;
+extern struct fcsp_opts fcsp_opts;
+
+/* args.c: parse plugstack.conf arguments into fcsp_args (defaults first); -1 (and an error logged) on an unknown
+ * key or a bad value. */
+int fcsp_args_parse(int ac, char **av);
+
+/* options.c: register --fcsp-mem, --fcsp-sm, --fcsp-off; the callbacks validate (remote=0: at submit). */
+int fcsp_options_register(spank_t sp);
+
+/* lib.c: libfcsp.so entry points, loaded once from fcsp_args.lib. */
+struct fcsp_lib {
+    int (*parse_mem)(const char *, uint64_t *, double *, char *, size_t);
+    int (*parse_sm)(const char *, uint32_t *, char *, size_t);
+    int (*policy_put)(const char *, const struct fcsp_policy_in *, char *, size_t);
+    int (*policy_remove)(const char *, const char *, char *, size_t);
+    int (*policy_list)(const char *, struct fcsp_policy_in *, int, char *, size_t);
+    int (*policy_init)(const char *, char *, size_t);
+    int (*dir_prepare)(const char *, char *, size_t);
+    int (*region_open)(const char *, int, fcsp_region_handle **, char *, size_t);
+    void (*region_close)(fcsp_region_handle *);
+    int (*region_reap)(fcsp_region_handle *, uint64_t, struct fcsp_reap_event *, int);
+    int (*tenant_remove)(fcsp_region_handle *, const char *);
+    int (*region_snapshot)(fcsp_region_handle *, struct fcsp_snapshot *);
+};
+const struct fcsp_lib *fcsp_lib_get(void);
+
+/* One GPU as NVML sees it. */
+struct fcsp_gpu {
+    unsigned index;
+    uint64_t total_bytes;
+    char uuid[48];
+};
+/* NVML facts of the GPU at index; 0 or -1 (why in err). */
+int fcsp_nvml_gpu(unsigned index, struct fcsp_gpu *out, char *err, size_t errlen);
+
+/* slurmstepd.c / slurmd.c helpers (common.c) */
+int fcsp_tenant_name(spank_t sp, char *buf, size_t len);
+/* Reap dead processes, then remove the policy entries and tenants whose name starts with prefix. */
+int fcsp_cleanup_prefix(const char *prefix);
+/* Start `fcsp node` on the region when no daemon holds its pid file. */
+void fcsp_ensure_daemon(void);
+
+/* per-context entry points */
+int fcsp_local_init(spank_t sp, int ac, char **av);
+int fcsp_alloc_init(spank_t sp, int ac, char **av);
+int fcsp_remote_init(spank_t sp, int ac, char **av);
+int fcsp_remote_task_init_privileged(spank_t sp, int ac, char **av);
+int fcsp_remote_task_init(spank_t sp, int ac, char **av);
+int fcsp_remote_exit(spank_t sp, int ac, char **av);
+int fcsp_slurmd_init(spank_t sp, int ac, char **av);
+int fcsp_job_prolog(spank_t sp, int ac, char **av);
+int fcsp_job_epilog(spank_t sp, int ac, char **av);
+
+#endif
