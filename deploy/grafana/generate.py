@@ -13,9 +13,11 @@ import json
 import sys
 from pathlib import Path
 
+from grafana_foundation_sdk.builders import common as gc
 from grafana_foundation_sdk.builders import dashboard as gd
 from grafana_foundation_sdk.builders import prometheus, stat, table, timeseries
 from grafana_foundation_sdk.cog.encoder import JSONEncoder
+from grafana_foundation_sdk.models import common as gcm
 from grafana_foundation_sdk.models import dashboard as gm
 from grafana_foundation_sdk.models import prometheus as gp
 
@@ -31,11 +33,18 @@ PanelBuilder = timeseries.Panel | stat.Panel | table.Panel
 def _panel(spec: panels.Panel) -> PanelBuilder:
     builder: PanelBuilder
     if spec.kind == "timeseries":
-        builder = timeseries.Panel().fill_opacity(10)
+        legend = gc.VizLegendOptions().show_legend(True).display_mode(gcm.LegendDisplayMode.LIST)
+        builder = (
+            timeseries.Panel()
+            .fill_opacity(10)
+            .legend(legend.placement(gcm.LegendPlacement.BOTTOM))
+            .tooltip(gc.VizTooltipOptions().mode(gcm.TooltipDisplayMode.MULTI).sort(gcm.SortOrder.DESCENDING))
+        )
     elif spec.kind == "stat":
-        builder = stat.Panel()
+        builder = stat.Panel().reduce_options(gc.ReduceDataOptions().calcs(["lastNotNull"]))
+        builder = builder.graph_mode(gcm.BigValueGraphMode.AREA)
     else:
-        builder = table.Panel()
+        builder = table.Panel().show_header(True)
     builder = builder.title(spec.title).unit(spec.unit).datasource(DATASOURCE).span(spec.width)
     builder = builder.height(spec.height)
     if spec.description:
