@@ -388,7 +388,7 @@ def test_two_jobs_on_one_gpu_keep_their_caps(slurm: Slurm) -> None:
 def test_four_tasks_share_one_cap(slurm: Slurm) -> None:
     done = slurm.run(
         "srun", "-n4", "--gres=gpu:1", "--fcsp-mem=1G", str(slurm.native.probe),
-        "init", "alloc", "200M", "sleep", "1500", "alloc", "200M", timeout=90, check=True,
+        "init", "alloc", "200M", "sleep", "2000", "alloc", "200M", "sleep", "2000", timeout=90, check=True,
     )  # fmt: skip
     allocs = _probe_rows(done.stdout, "alloc")
     assert len(allocs) == 8, done.stdout
