@@ -1,0 +1,68 @@
+"""Fuzz the shared size and percentage parsers (fcsp_parse_mem_limit, fcsp_parse_sm_limit: the interposer's, the
+SPANK plugin's and Python's one grammar) with libFuzzer under ASan and UBSan, for a bounded time.
+
+clang and its runtimes (libclang-rt-*-dev) are installed with apt-get when missing and this runs as root; the test
+skips with the reason only when no fuzzer toolchain can be had."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parent.parent
+NATIVE = REPO / "fcsp_core" / "native"
+FUZZ = Path(__file__).resolve().parent / "fuzz"
+SECONDS = int(os.environ.get("FCSP_FUZZ_SECONDS", "30"))
+
+pytestmark = pytest.mark.slow
+
+
+def _compile(out: Path) -> subprocess.CompletedProcess[str]:
+    cmd = [
+        "clang", "-g", "-O1", "-fsanitize=fuzzer,address,undefined", "-fno-sanitize-recover=undefined",
+        f"-I{NATIVE / 'include'}", f"-I{NATIVE}", "-D_GNU_SOURCE", str(FUZZ / "fuzz_parse.c"),
+        str(NATIVE / "common" / "parse.c"), str(NATIVE / "common" / "log.c"), "-lm", "-o", str(out),
+    ]  # fmt: skip
+    env = {k: v for k, v in os.environ.items() if k != "LD_PRELOAD"}
+    return subprocess.run(cmd, capture_output=True, text=True, timeout=300, env=env, check=False)
+
+
+def _install_toolchain() -> str:
+    if os.geteuid() != 0 or not shutil.which("apt-get"):
+        return "not root or no apt-get"
+    env = dict(os.environ, DEBIAN_FRONTEND="noninteractive")
+    env.pop("LD_PRELOAD", None)
+    version = "14"  # Debian 12's clang
+    for cmd in (
+        ["apt-get", "update", "-qq"],
+        ["apt-get", "install", "-y", "-qq", "--no-install-recommends", "clang", f"libclang-rt-{version}-dev"],
+    ):
+        done = subprocess.run(cmd, capture_output=True, text=True, timeout=600, env=env, check=False)
+        if done.returncode != 0:
+            return f"{' '.join(cmd)}: {done.stderr[-1000:]}"
+    return ""
+
+
+def test_fuzz_parsers(tmp_path: Path) -> None:
+    binary = tmp_path / "fuzz_parse"
+    done = _compile(binary) if shutil.which("clang") else None
+    if done is None or done.returncode != 0:
+        why = _install_toolchain()
+        if why:
+            pytest.skip(f"no libFuzzer toolchain (clang -fsanitize=fuzzer) and cannot install one: {why}")
+        done = _compile(binary)
+    assert done.returncode == 0, f"building the fuzzer failed:\n{done.stderr[-4000:]}"
+    corpus = tmp_path / "corpus"
+    corpus.mkdir()
+    env = {k: v for k, v in os.environ.items() if k != "LD_PRELOAD"}
+    run = subprocess.run(
+        [str(binary), f"-max_total_time={SECONDS}", "-timeout=5", "-rss_limit_mb=1024", "-max_len=64",
+         f"-artifact_prefix={tmp_path}/", str(corpus), str(FUZZ / "corpus")],
+        capture_output=True, text=True, timeout=SECONDS + 120, env=env, check=False,
+    )  # fmt: skip
+    assert run.returncode == 0, f"the fuzzer found a problem (artifacts in {tmp_path}):\n{run.stderr[-6000:]}"
+    assert "Done" in run.stderr, run.stderr[-2000:]
