@@ -13,6 +13,8 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
+from fcsp_slurm import cli as slurm_command
+
 from fcsp_core import __version__, launch, paths, region, views
 from fcsp_core.config import (
     MAX_GPUS,
@@ -295,6 +297,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     demo.add_argument("--sim", action="store_true", help="use the simulated driver even if there is a GPU")
     node_command.register(sub, _formatter)
+    slurm_command.register(sub, _formatter)
     return parser
 
 
@@ -486,6 +489,7 @@ COMMANDS = {
     "limit": cmd_limit,
     "demo": cmd_demo,
     "node": node_command.run,
+    "slurm": slurm_command.run,
 }
 
 
