@@ -1,6 +1,6 @@
-"""The SPANK plugin in a real one-node Slurm (Debian's 22.05 slurmctld/slurmd/munge) whose GPUs are the simulated
-driver's: caps from --fcsp-mem/--fcsp-sm reach tasks through srun, sbatch and salloc, bad values are refused at
-submit, shards become fenced caps, cancelled jobs leave nothing accounted.
+"""The SPANK plugin in a real one-node Slurm (Debian's 22.05 slurmctld/slurmd/munge) whose GPUs are the
+simulated driver's: caps from --fcsp-mem/--fcsp-sm reach tasks through srun, sbatch and salloc, bad values are
+refused at submit, shards become fenced caps, cancelled jobs leave nothing accounted.
 
 Needs root (daemons, device files) and Debian's packages: installed here with apt-get when missing (as .ci/run
 does as root); skipped with the reason otherwise. Every daemon is stopped by PID at the end."""
@@ -101,7 +101,9 @@ def plugin_path(native: Any, tmp: Path) -> Path:
     ):
         done = subprocess.run(cmd, capture_output=True, text=True, timeout=600, env=env, check=False)
         if done.returncode != 0:
-            pytest.fail(f"building the SPANK plugin: {' '.join(cmd)}:\n{done.stdout[-3000:]}{done.stderr[-3000:]}")
+            pytest.fail(
+                f"building the SPANK plugin: {' '.join(cmd)}:\n{done.stdout[-3000:]}{done.stderr[-3000:]}"
+            )
     return build / "spank" / "fcsp_spank.so"
 
 
@@ -246,9 +248,15 @@ PartitionName=debug Nodes={host} Default=YES MaxTime=10 State=UP OverSubscribe=F
         f"Name=shard Count=8 File={dev}/nvidia0\n"
         f"Name=shard Count=8 File={dev}/nvidia1\n"
     )
-    (base / "plugstack.conf").write_text(
-        f"required {plugin} lib={native.libfcsp} region_dir={region} shards_per_gpu=8 fcsp={fcsp_command()}\n"
+    line = (
+        f"required {plugin} lib={native.libfcsp} region_dir={region} shards_per_gpu=8 fcsp={fcsp_command()}"
     )
+    if plugin == native.lib_dir / "fcsp_spank.so":  # the installed plugin: take the line `fcsp slurm` prints
+        line = subprocess.run(
+            [fcsp_command(), "slurm", "plugstack", "--region-dir", str(region), "--shards-per-gpu", "8"],
+            capture_output=True, text=True, timeout=60, check=True,
+        ).stdout.strip()  # fmt: skip
+    (base / "plugstack.conf").write_text(line + "\n")
     env = {k: v for k, v in os.environ.items() if not k.startswith(("FCSP_", "SLURM_")) and k != "LD_PRELOAD"}
     env.update(
         SLURM_CONF=str(base / "slurm.conf"),
@@ -296,7 +304,7 @@ PartitionName=debug Nodes={host} Default=YES MaxTime=10 State=UP OverSubscribe=F
             _stop(lock_pid)
 
 
-# --------------------------------------------------------------------------------------------------------------
+# ----------------------------------------------------------------------------------------------------
 
 
 def _probe_rows(stdout: str, cmd: str) -> list[dict[str, str]]:
@@ -356,6 +364,7 @@ def test_salloc_caps(slurm: Slurm) -> None:
 )
 @pytest.mark.parametrize("tool", ["srun", "sbatch", "salloc"])
 def test_bad_values_refused_at_submit(slurm: Slurm, tool: str, opt: str) -> None:
+    slurm.wait_idle()  # jobs of earlier tests may still be completing
     cmd = [tool, opt, "--gres=gpu:1", "true"] if tool != "sbatch" else [tool, opt, "--wrap=true"]
     done = slurm.run(*cmd, timeout=30)
     assert done.returncode != 0, done
@@ -375,7 +384,10 @@ def test_two_jobs_on_one_gpu_keep_their_caps(slurm: Slurm) -> None:
     jobs = [
         subprocess.Popen(
             ["srun", f"--fcsp-mem={mem}", probe, "init", "alloc", "256M", "sleep", "1500", "meminfo"],
-            env=slurm.env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+            env=slurm.env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
         )  # fmt: skip
         for mem in ("1G", "2G")
     ]
@@ -398,9 +410,7 @@ def test_four_tasks_share_one_cap(slurm: Slurm) -> None:
 
 
 def test_shards_become_caps(slurm: Slurm) -> None:
-    done = slurm.run(
-        "srun", "--gres=shard:2", str(slurm.native.probe), "init", timeout=60, check=True
-    )
+    done = slurm.run("srun", "--gres=shard:2", str(slurm.native.probe), "init", timeout=60, check=True)
     assert _probe_rows(done.stdout, "init")[0]["total_bytes"] == str(2 * GIB), done.stdout  # 2/8 of 8 GiB
     explicit = slurm.run(
         "srun", "--gres=shard:2", "--fcsp-mem=1G", str(slurm.native.probe), "init", timeout=60, check=True
@@ -423,3 +433,34 @@ def test_scancel_leaves_nothing_accounted(slurm: Slurm) -> None:
     slurm.run("scancel", "--signal=KILL", "--full", job, check=True)
     slurm.wait_idle()
     _assert_nothing_accounted(slurm)
+
+
+def test_opt_out_and_no_options(slurm: Slurm) -> None:
+    probe = str(slurm.native.probe)
+    off = slurm.run("srun", "--gres=gpu:1", "--fcsp-off", probe, "init", check=True)
+    assert _probe_rows(off.stdout, "init")[0]["total_bytes"] == str(8 * GIB), off.stdout
+    conflict = slurm.run("srun", "--fcsp-off", "--fcsp-mem=1G", "true")
+    assert conflict.returncode != 0 and "exclude" in conflict.stderr, conflict.stderr
+
+
+def test_env_cannot_raise_the_cap(slurm: Slurm) -> None:
+    env = dict(slurm.env, FCSP_MEM_LIMIT="4G", FCSP_TENANT="mine")
+    done = subprocess.run(
+        ["srun", "--gres=gpu:1", "--fcsp-mem=1G", str(slurm.native.probe), "init"],
+        env=env, capture_output=True, text=True, timeout=60, check=False,
+    )  # fmt: skip
+    assert _probe_rows(done.stdout, "init")[0]["total_bytes"] == str(GIB), done
+
+
+def test_cli_gres_and_check(slurm: Slurm) -> None:
+    gres = slurm.run(fcsp_command(), "slurm", "gres", "--shards-per-gpu", "8", check=True).stdout
+    assert "Name=gpu File=/dev/nvidia0" in gres and "Name=shard Count=8 File=/dev/nvidia1" in gres, gres
+    assert "Gres=gpu:2,shard:16" in gres, gres
+    check = slurm.run(
+        fcsp_command(), "slurm", "check", "--plugstack", str(slurm.base / "plugstack.conf"),
+        "--region-dir", str(slurm.region),
+    )  # fmt: skip
+    assert "problem:" not in check.stdout or "owned by root" not in check.stdout, check.stdout
+    assert "fcsp_spank.so" not in check.stdout, check.stdout
+    bad = slurm.run(fcsp_command(), "slurm", "check", "--plugstack", "/nonexistent")
+    assert bad.returncode == 1 and "/nonexistent does not exist" in bad.stdout, bad.stdout

@@ -1,8 +1,8 @@
-"""Fuzz the shared size and percentage parsers (fcsp_parse_mem_limit, fcsp_parse_sm_limit: the interposer's, the
-SPANK plugin's and Python's one grammar) with libFuzzer under ASan and UBSan, for a bounded time.
+"""Fuzz the shared size and percentage parsers (fcsp_parse_mem_limit, fcsp_parse_sm_limit: the interposer's,
+the SPANK plugin's and Python's one grammar) with libFuzzer under ASan and UBSan, for a bounded time.
 
-clang and its runtimes (libclang-rt-*-dev) are installed with apt-get when missing and this runs as root; the test
-skips with the reason only when no fuzzer toolchain can be had."""
+clang and its runtimes (libclang-rt-*-dev) are installed with apt-get when missing and this runs as root; the
+test skips with the reason only when no fuzzer toolchain can be had."""
 
 from __future__ import annotations
 
