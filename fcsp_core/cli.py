@@ -13,6 +13,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
+from fcsp_ray import command as ray_command
 from fcsp_slurm import cli as slurm_command
 
 from fcsp_core import __version__, launch, paths, region, views
@@ -296,8 +297,10 @@ def build_parser() -> argparse.ArgumentParser:
         formatter_class=_formatter,
     )
     demo.add_argument("--sim", action="store_true", help="use the simulated driver even if there is a GPU")
+    demo.add_argument("--ray", action="store_true", help="the Ray demo (needs ray: pip install 'fcsp[ray]')")
     node_command.register(sub, _formatter)
     slurm_command.register(sub, _formatter)
+    ray_command.register(sub, _formatter)
     return parser
 
 
@@ -476,6 +479,10 @@ def cmd_limit(args: argparse.Namespace) -> int:
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
+    if args.ray:
+        from fcsp_ray import demo as ray_demo
+
+        return ray_demo.main(force_sim=args.sim)
     from fcsp_core import demo
 
     return demo.main(force_sim=args.sim)
@@ -490,6 +497,7 @@ COMMANDS = {
     "demo": cmd_demo,
     "node": node_command.run,
     "slurm": slurm_command.run,
+    "ray": ray_command.run,
 }
 
 

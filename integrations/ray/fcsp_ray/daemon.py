@@ -1,0 +1,84 @@
+"""Keep `fcsp node` running on this node while the Ray node runs.
+
+Started by the plugin in Ray's runtime-env agent (one per node, fate-shared with the raylet). A supervisor
+thread runs `fcsp node` and restarts it when it exits (after `FCSP_RAY_RESTART_S`, default 1 s); the daemon
+gets SIGTERM when the agent dies (PR_SET_PDEATHSIG). Nodes without a GPU (NVML sees none) run no daemon.
+
+Environment read: FCSP_RAY_NODE_DAEMON=0 (run none), FCSP_RAY_METRICS_PORT (default 9478; 0: any free
+port), FCSP_RAY_NODE_LOG (the daemon's log file; default <ray session dir>/logs/fcsp-node.log when known,
+else <region dir>/fcsp-node.log), FCSP_REGION_DIR.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import logging
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+from fcsp_ray.resources import gpu_memory_bytes
+
+log = logging.getLogger(__name__)
+_STARTED: list[threading.Thread] = []
+_PR_SET_PDEATHSIG = 1
+
+
+def _die_with_parent() -> None:
+    ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
+
+
+def fcsp_command() -> list[str]:
+    beside = Path(sys.executable).parent / "fcsp"
+    found = str(beside) if beside.exists() else shutil.which("fcsp")
+    return [found] if found else [sys.executable, "-m", "fcsp_core"]
+
+
+def log_path() -> Path:
+    explicit = os.environ.get("FCSP_RAY_NODE_LOG")
+    if explicit:
+        return Path(explicit)
+    session = Path("/tmp/ray/session_latest/logs")
+    return session / "fcsp-node.log" if session.is_dir() else Path.cwd() / "fcsp-node.log"
+
+
+def _supervise(argv: list[str], log_file: Path, restart_s: float) -> None:
+    starts = 0
+    while True:
+        starts += 1
+        with log_file.open("ab") as out:
+            proc = subprocess.Popen(
+                argv,
+                stdin=subprocess.DEVNULL,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                preexec_fn=_die_with_parent,
+            )
+        log.info("fcsp: started the node daemon (pid %d, start %d)", proc.pid, starts)
+        code = proc.wait()
+        log.warning("fcsp: the node daemon exited with %d; restarting in %.1f s", code, restart_s)
+        time.sleep(restart_s)
+
+
+def ensure_started() -> bool:
+    """Start the supervisor once per process if this node has GPUs; True when it runs."""
+    if _STARTED:
+        return True
+    if os.environ.get("FCSP_RAY_NODE_DAEMON", "1") == "0" or not gpu_memory_bytes():
+        return False
+    port = os.environ.get("FCSP_RAY_METRICS_PORT", "9478")
+    argv = [*fcsp_command(), "node", "--metrics-port", port]
+    restart_s = float(os.environ.get("FCSP_RAY_RESTART_S", "1"))
+    log_file = log_path()
+    log_file.parent.mkdir(parents=True, exist_ok=True)
+    thread = threading.Thread(
+        target=_supervise, args=(argv, log_file, restart_s), name="fcsp-node-supervisor", daemon=True
+    )
+    thread.start()
+    _STARTED.append(thread)
+    return True
