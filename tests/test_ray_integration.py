@@ -1,0 +1,232 @@
+"""fcsp on a real local Ray cluster (CPU only, simulated driver): caps per task and per actor, the resource
+limit on concurrency, worker reuse, reclaim of killed actors, the node daemon. Issue 6."""
+
+from __future__ import annotations
+
+import os
+import signal
+import time
+from pathlib import Path
+
+import pytest
+
+os.environ["RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"] = "0"  # keep Ray on 127.0.0.1 (see /work/shared/FACTS.md)
+os.environ["RAY_AUTH_MODE"] = "disabled"
+ray = pytest.importorskip("ray")
+fcsp_ray = pytest.importorskip("fcsp_ray")
+
+from fcsp_core import region  # noqa: E402
+
+GIB = 1 << 30
+pytestmark = pytest.mark.skipif(
+    bool(os.environ.get("FCSP_TEST_SANITIZE")), reason="Ray workers cannot host sanitized libraries"
+)
+
+
+def node_env(native, base: Path, gpus: int, mem: str) -> dict[str, str]:
+    sim = base / "sim"
+    sim.mkdir(mode=0o700, parents=True, exist_ok=True)
+    ld = os.environ.get("LD_LIBRARY_PATH")
+    return {
+        "LD_LIBRARY_PATH": f"{native.sim_dir}:{ld}" if ld else str(native.sim_dir),
+        "FCSP_SIM_GPUS": str(gpus),
+        "FCSP_SIM_MEM": mem,
+        "FCSP_SIM_DIR": str(sim),
+        "FCSP_REGION_DIR": str(base / "region"),
+        "FCSP_RAY_METRICS_PORT": "0",
+        "FCSP_RAY_NODE_LOG": str(base / "fcsp-node.log"),
+        "FCSP_RAY_RESTART_S": "0.2",
+        **fcsp_ray.cluster_env(),
+    }
+
+
+def daemon_pid(env: dict[str, str]) -> int | None:
+    """The PID of the `fcsp node` holding env's region ("already running as PID N"), None if none."""
+    import re
+    import subprocess
+
+    done = subprocess.run(
+        ["fcsp", "node", "--once", "--no-metrics"], env={**os.environ, **env}, capture_output=True, text=True,
+        timeout=60, check=False,
+    )  # fmt: skip
+    m = re.search(r"already running as PID (\d+)", done.stderr)
+    return int(m.group(1)) if m else None
+
+
+def wait_for(pred, timeout: float = 20.0, what: str = "condition"):
+    deadline = time.monotonic() + timeout
+    while True:
+        value = pred()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        time.sleep(0.1)
+
+
+@pytest.fixture(scope="module")
+def cluster(native, tmp_path_factory):
+    """One Ray node on one simulated 80 GiB GPU, fcsp turned on, driver hook enabled."""
+    base = tmp_path_factory.mktemp("raynode")
+    env = node_env(native, base, 1, "80G")
+    saved = {k: os.environ.get(k) for k in env}
+    os.environ.update(env)
+    fcsp_ray.enable()
+    ray.init(
+        num_cpus=2,
+        resources=fcsp_ray.node_resources([80 * GIB]),
+        include_dashboard=False,
+        log_to_driver=False,
+    )
+    yield env
+    ray.shutdown()
+    for k, v in saved.items():
+        if v is None:
+            os.environ.pop(k, None)
+        else:
+            os.environ[k] = v
+
+
+@ray.remote(num_cpus=0)
+def grab(step_gib: int = 1, hold_s: float = 0.0) -> dict:
+    """Allocate step_gib at a time until refused; report what the task saw."""
+    from fcsp_ray.cuda import Cuda, CudaError
+
+    cuda = Cuda()
+    _, total = cuda.mem_info()
+    start = time.time()
+    error = None
+    try:
+        for _ in range(200):
+            cuda.alloc(step_gib * GIB)
+    except CudaError as exc:
+        error = str(exc)
+    peak = len(cuda.held) * step_gib * GIB
+    time.sleep(hold_s)
+    end = time.time()
+    cuda.free_all()
+    return {
+        "pid": os.getpid(), "tenant": os.environ.get("FCSP_TENANT"), "total": total, "peak": peak,
+        "error": error, "start": start, "end": end,
+    }  # fmt: skip
+
+
+@ray.remote(num_cpus=0, resources={"fcsp_mem_gb": 4})
+class Holder:
+    def __init__(self) -> None:
+        from fcsp_ray.cuda import Cuda
+
+        self.cuda = Cuda()
+
+    def take(self, gib: int) -> str:
+        from fcsp_ray.cuda import CudaError
+
+        try:
+            self.cuda.alloc(gib * GIB)
+        except CudaError as exc:
+            return str(exc)
+        return "ok"
+
+    def info(self) -> tuple[int, str, int]:
+        return os.getpid(), os.environ["FCSP_TENANT"], self.cuda.mem_info()[1]
+
+
+def test_plain_resources_cap_a_task(cluster):
+    r = ray.get(grab.options(resources={"fcsp_mem_gb": 8}).remote(), timeout=60)
+    assert r["total"] == 8 * GIB and r["peak"] == 8 * GIB
+    assert "CUDA_ERROR_OUT_OF_MEMORY" in r["error"]
+    assert r["tenant"] == f"ray-{r['pid']}"
+    # fractional GiB and the helper form
+    r = ray.get(grab.options(**fcsp_ray.options(mem_gb=2.5)).remote(), timeout=60)
+    assert r["total"] == int(2.5 * GIB)
+
+
+def test_sm_cap_reaches_the_worker(cluster):
+    @ray.remote(num_cpus=0, resources={"fcsp_sm": 40})
+    def env_of() -> tuple[str | None, str | None]:
+        return os.environ.get("FCSP_SM_LIMIT"), os.environ.get("FCSP_MEM_LIMIT")
+
+    assert ray.get(env_of.remote()) == ("40", None)
+
+
+def test_uncapped_task_is_not_preloaded(cluster):
+    @ray.remote(num_cpus=0)
+    def preload() -> str:
+        return os.environ.get("LD_PRELOAD", "")
+
+    assert "libfcsp" not in ray.get(preload.remote(), timeout=60)
+
+
+def test_eleven_tasks_of_8g_run_at_most_ten_at_once(cluster):
+    refs = [grab.options(resources={"fcsp_mem_gb": 8}).remote(hold_s=1.5) for _ in range(11)]
+    results = ray.get(refs, timeout=150)
+    assert all(r["total"] == 8 * GIB and r["peak"] == 8 * GIB for r in results)
+    events = sorted([(r["start"], 1) for r in results] + [(r["end"], -1) for r in results])
+    running = most = 0
+    for _, delta in events:
+        running += delta
+        most = max(most, running)
+    assert most <= 10, most
+
+
+def test_reused_worker_never_runs_with_stale_caps(cluster):
+    seen = []
+    for gib in (8, 4, 8, 4, 2):
+        r = ray.get(grab.options(resources={"fcsp_mem_gb": gib}).remote(), timeout=60)
+        assert r["total"] == gib * GIB and r["peak"] == gib * GIB, (gib, r)
+        seen.append((gib, r["pid"]))
+    pids = {}
+    for gib, pid in seen:
+        pids.setdefault(pid, set()).add(gib)
+    assert all(len(caps) == 1 for caps in pids.values()), f"a worker ran under two caps: {seen}"
+
+
+def test_actor_cap_and_reclaim_on_ray_kill_and_sigkill(cluster):
+    region_dir = Path(cluster["FCSP_REGION_DIR"])
+
+    def used(tenant: str) -> int:
+        snap = region.read_snapshot(region_dir)
+        return sum(g.used_bytes for t in snap.tenants if t.name == tenant for g in t.gpus)
+
+    for kill in ("ray.kill", "SIGKILL"):
+        actor = Holder.remote()
+        pid, tenant, total = ray.get(actor.info.remote(), timeout=60)
+        assert total == 4 * GIB
+        assert ray.get(actor.take.remote(3)) == "ok"
+        assert "OUT_OF_MEMORY" in ray.get(actor.take.remote(2))
+        assert used(tenant) == 3 * GIB
+        if kill == "ray.kill":
+            ray.kill(actor)
+        else:
+            os.kill(pid, signal.SIGKILL)
+        wait_for(lambda t=tenant: used(t) == 0, what=f"{tenant}'s memory reclaimed after {kill}")
+
+
+def test_node_daemon_runs_and_is_restarted(cluster):
+    pid = wait_for(lambda: daemon_pid(cluster), what="the node daemon")
+    os.kill(pid, signal.SIGKILL)
+    new = wait_for(lambda: (p := daemon_pid(cluster)) and p != pid and p, what="a restarted node daemon")
+    assert new != pid
+
+
+def test_two_nodes_advertise_their_gpus_and_run_daemons(native, tmp_path, cluster):
+    from ray.cluster_utils import Cluster
+
+    ray.shutdown()  # the module's single node comes back for later tests only if they ask (none do)
+    envs = [node_env(native, tmp_path / "a", 1, "80G"), node_env(native, tmp_path / "b", 2, "24G")]
+    c = Cluster()
+    try:
+        for i, env in enumerate(envs):
+            res = fcsp_ray.node_resources([int(env["FCSP_SIM_MEM"][:-1]) * GIB] * int(env["FCSP_SIM_GPUS"]))
+            c.add_node(num_cpus=1, resources={**res, f"node{i}": 1}, env_vars=env)
+        ray.init(address=c.address)
+        fcsp_ray.enable()
+        total = ray.cluster_resources()
+        assert total["fcsp_mem_gb"] == 80 + 48 and total["fcsp_sm"] == 100 + 200
+        for env in envs:
+            wait_for(lambda e=env: daemon_pid(e), what=f"a daemon on {env['FCSP_REGION_DIR']}")
+        r = ray.get(grab.options(resources={"fcsp_mem_gb": 8, "node1": 0.1}).remote(), timeout=120)
+        assert r["total"] == 8 * GIB
+    finally:
+        ray.shutdown()
+        c.shutdown()
