@@ -34,35 +34,31 @@ static struct fcsp_dev *capped_ordinal(CUdevice dev)
     return fcsp_mode() == FCSP_MODE_ENFORCE ? fcsp_dev_by_ordinal(dev) : NULL;
 }
 
+/* Both ABIs of cuMemGetInfo (the 32-bit one's figures were clamped to 4 GiB by the driver; ours only lower). */
+#define MEM_GET_INFO(real, free, total, T)                                                                          \
+    do {                                                                                                            \
+        if (!(real))                                                                                                \
+            return CUDA_ERROR_NOT_FOUND;                                                                            \
+        CUresult rc_ = (real)(free, total);                                                                         \
+        if (rc_ != CUDA_SUCCESS || !(free) || !(total))                                                             \
+            return rc_;                                                                                             \
+        uint64_t f_ = *(free), t_ = *(total);                                                                       \
+        apply_cap(capped_current(), &f_, &t_);                                                                      \
+        *(free) = (T)f_;                                                                                            \
+        *(total) = (T)t_;                                                                                           \
+        return rc_;                                                                                                 \
+    } while (0)
+
 FCSP_EXPORT CUresult cuMemGetInfo_v2(size_t *free, size_t *total)
 {
     fcsp_pfn_cuMemGetInfo_v2 real = FCSP_REAL(cuMemGetInfo_v2);
-    if (!real)
-        return CUDA_ERROR_NOT_FOUND;
-    CUresult rc = real(free, total);
-    if (rc != CUDA_SUCCESS || !free || !total)
-        return rc;
-    uint64_t f = *free, t = *total;
-    apply_cap(capped_current(), &f, &t);
-    *free = f;
-    *total = t;
-    return rc;
+    MEM_GET_INFO(real, free, total, size_t);
 }
 
 FCSP_EXPORT CUresult cuMemGetInfo(unsigned int *free, unsigned int *total)
 {
     fcsp_pfn_cuMemGetInfo real = FCSP_REAL(cuMemGetInfo);
-    if (!real)
-        return CUDA_ERROR_NOT_FOUND;
-    CUresult rc = real(free, total);
-    if (rc != CUDA_SUCCESS || !free || !total)
-        return rc;
-    /* The 32-bit ABI: the driver already clamped to 4 GiB; our figures can only be lower. */
-    uint64_t f = *free, t = *total;
-    apply_cap(capped_current(), &f, &t);
-    *free = (unsigned int)f;
-    *total = (unsigned int)t;
-    return rc;
+    MEM_GET_INFO(real, free, total, unsigned int);
 }
 
 FCSP_EXPORT CUresult cuDeviceTotalMem_v2(size_t *bytes, CUdevice dev)
