@@ -158,6 +158,26 @@ int fcsp_attach(struct fcsp_region_map *m, const struct fcsp_config *cfg, int po
     return FCSP_OK;
 }
 
+void fcsp_slot_give_back(struct fcsp_region *r, int proc_idx, uint64_t released[])
+{
+    struct fcsp_proc *p = &r->procs[proc_idx];
+    struct fcsp_tenant *t = &r->tenants[p->tenant];
+    for (int g = 0; g < FCSP_MAX_GPUS; g++) {
+        uint64_t u = atomic_exchange_explicit(&p->used_bytes[g], 0, memory_order_relaxed);
+        if (u) /* relaxed: plain counter arithmetic, no data published through it */
+            atomic_fetch_sub_explicit(&t->gpu[g].used_bytes, u, memory_order_relaxed);
+        if (released)
+            released[g] = u;
+    }
+}
+
+void fcsp_slot_free(struct fcsp_region *r, int proc_idx)
+{
+    /* release: whoever claims the slot next (acquire) sees it cleared */
+    atomic_store_explicit(&r->procs[proc_idx].state, FCSP_PROC_FREE, memory_order_release);
+    fcsp_index_proc(r, proc_idx, 0);
+}
+
 void fcsp_detach(struct fcsp_region_map *m, int tenant_idx, int proc_idx)
 {
     struct fcsp_region *r = m->r;
@@ -170,15 +190,8 @@ void fcsp_detach(struct fcsp_region_map *m, int tenant_idx, int proc_idx)
     }
     if (fcsp_region_lock(m) != FCSP_OK)
         return; /* a later attach or the daemon reclaims it */
-    struct fcsp_tenant *t = &r->tenants[tenant_idx];
-    for (int g = 0; g < FCSP_MAX_GPUS; g++) {
-        uint64_t u = atomic_exchange_explicit(&p->used_bytes[g], 0, memory_order_relaxed);
-        if (u) /* relaxed: plain counter arithmetic */
-            atomic_fetch_sub_explicit(&t->gpu[g].used_bytes, u, memory_order_relaxed);
-    }
-    /* release: the next claimant sees the cleared slot */
-    atomic_store_explicit(&p->state, FCSP_PROC_FREE, memory_order_release);
-    fcsp_index_proc(r, proc_idx, 0);
+    fcsp_slot_give_back(r, proc_idx, NULL);
+    fcsp_slot_free(r, proc_idx);
     fcsp_tenant_leave(r, tenant_idx);
     fcsp_region_bump_topology(r);
     fcsp_region_unlock(m);

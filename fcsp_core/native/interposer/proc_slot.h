@@ -44,6 +44,13 @@ int fcsp_tenants_recount(struct fcsp_region *r);
 /* Under the region lock: record a slot's pid (0: free) in the dense index and start its heartbeat. */
 void fcsp_index_proc(struct fcsp_region *r, int proc_idx, int32_t pid);
 
+/* Under the region lock, for a slot whose counters are exact (no accounting window open): give its charges back
+ * to its tenant (released[g] = what it held, if released is not NULL) and free it. The caller then leaves the
+ * tenant and bumps the topology. Shared by a normal exit (fcsp_detach) and a reclaim (reclaim.c). */
+void fcsp_slot_give_back(struct fcsp_region *r, int proc_idx, uint64_t released[]);
+/* Under the region lock: mark a slot free, in the slot and in the dense index. */
+void fcsp_slot_free(struct fcsp_region *r, int proc_idx);
+
 /* Start the heartbeat thread (idempotent per process). */
 void fcsp_heartbeat_start(void);
 void fcsp_heartbeat_stop(void);

@@ -77,13 +77,6 @@ static void count_reclaim(struct fcsp_region *r, struct fcsp_tenant *t, const ui
             atomic_fetch_add_explicit(&r->gpus[g].reaped_total, 1, memory_order_relaxed);
 }
 
-static void free_slot(struct fcsp_region *r, int proc_idx)
-{
-    /* release: whoever claims the slot next (acquire) sees it cleared */
-    atomic_store_explicit(&r->procs[proc_idx].state, FCSP_PROC_FREE, memory_order_release);
-    fcsp_index_proc(r, proc_idx, 0);
-}
-
 long long fcsp_reclaim_slot(struct fcsp_region *r, int proc_idx, struct fcsp_reclaim_info *info)
 {
     struct fcsp_proc *p = &r->procs[proc_idx];
@@ -97,7 +90,7 @@ long long fcsp_reclaim_slot(struct fcsp_region *r, int proc_idx, struct fcsp_rec
     uint32_t tenant_idx = p->tenant;
     if (tenant_idx >= FCSP_MAX_TENANTS) { /* no fcsp process writes this: drop the slot, touch no tenant */
         fcsp_log(FCSP_LOG_WARN, "process slot %d names tenant %u (corrupt region?): freed", proc_idx, tenant_idx);
-        free_slot(r, proc_idx);
+        fcsp_slot_free(r, proc_idx);
         fcsp_region_bump_topology(r);
         return 0;
     }
@@ -109,11 +102,7 @@ long long fcsp_reclaim_slot(struct fcsp_region *r, int proc_idx, struct fcsp_rec
     /* acquire: pairs with the owner's release decrement, so its counter updates before that are visible */
     int recompute = pending || atomic_load_explicit(&p->in_op, memory_order_acquire) != 0;
     if (!recompute) {
-        for (int g = 0; g < FCSP_MAX_GPUS; g++) {
-            released[g] = held[g];
-            if (held[g]) /* relaxed: plain counter arithmetic, no data published through it */
-                atomic_fetch_sub_explicit(&t->gpu[g].used_bytes, held[g], memory_order_relaxed);
-        }
+        fcsp_slot_give_back(r, proc_idx, released);
     } else if (recompute_tenant(r, tenant_idx, proc_idx, released) != 0) {
         if (info) {
             info->pid = p->pid;
@@ -137,7 +126,7 @@ long long fcsp_reclaim_slot(struct fcsp_region *r, int proc_idx, struct fcsp_rec
         memcpy(info->released, released, sizeof info->released);
     }
     count_reclaim(r, t, held, released, (uint64_t)total);
-    free_slot(r, proc_idx);
+    fcsp_slot_free(r, proc_idx);
     fcsp_tenant_leave(r, (int)tenant_idx);
     fcsp_region_bump_topology(r);
     fcsp_log(FCSP_LOG_INFO, "reclaimed process %d of tenant %.*s: %lld bytes released", (int)p->pid,
