@@ -78,7 +78,6 @@ static int tenant_join(struct fcsp_region *r, const struct fcsp_config *cfg, int
         atomic_store_explicit(&t->gpu[g].refused_total, 0, memory_order_relaxed);
         atomic_store_explicit(&t->gpu[g].sm_limit_pct, 0, memory_order_relaxed);
         atomic_store_explicit(&t->gpu[g].sm_tat_ns, 0, memory_order_relaxed);
-        atomic_store_explicit(&t->gpu[g].sm_last_launch_ns, 0, memory_order_relaxed);
         atomic_store_explicit(&t->gpu[g].sm_granted_ns_total, 0, memory_order_relaxed);
         atomic_store_explicit(&t->gpu[g].sm_throttled_ns_total, 0, memory_order_relaxed);
         atomic_store_explicit(&t->gpu[g].launches_total, 0, memory_order_relaxed);

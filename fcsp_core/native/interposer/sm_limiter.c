@@ -6,8 +6,8 @@
  * the CAS before waiting, so concurrent launchers of a tenant (threads, processes) are served in the order they
  * booked, and a launch never waits for a later one.
  *
- * Work-conserving mode (FCSP_SM_MODE=borrow): while no other capped tenant launched on the GPU in the last few
- * ms, a launch advances the TAT by c (as if the share were 100%), so the tenant keeps at most `burst` of work
+ * Work-conserving mode (FCSP_SM_MODE=borrow): while no other capped tenant has work on the GPU (its TAT is more
+ * than a few ms behind the clock), a launch advances the TAT by c (as if the share were 100%), so the tenant keeps at most `burst` of work
  * queued and gives the GPU back within that when a neighbour starts. */
 #include "interposer/sm_limiter.h"
 
@@ -18,7 +18,7 @@
 #include "common/clock.h"
 #include "interposer/state.h"
 
-/* A neighbour launched within this window: the GPU is contended, borrowing stops. */
+/* A neighbour's TAT within this window of now: it has work, the GPU is contended, borrowing stops. */
 #define CONTENDED_WINDOW_NS (5ull * 1000000ull)
 /* How long a process trusts its last look at the neighbours. */
 #define CONTENDED_RECHECK_NS (1ull * 1000000ull)
@@ -92,8 +92,11 @@ static int gpu_contended(int gpu, uint64_t now)
     for (int i = 0; i < FCSP_MAX_TENANTS && !contended; i++) {
         if (i == fcsp_g.tenant_idx || !atomic_load_explicit(&r->header.tenant_key[i], memory_order_relaxed))
             continue;
-        uint64_t last = atomic_load_explicit(&r->tenants[i].gpu[gpu].sm_last_launch_ns, memory_order_relaxed);
-        contended = last + CONTENDED_WINDOW_NS > now;
+        /* A capped tenant's TAT runs at or ahead of the clock while it has work, at any launch interval; it
+         * falls behind once the tenant stops. (A last-launch time misread a tenant whose launches were spaced
+         * more than the window apart as idle, and a borrower then took its share.) */
+        uint64_t tat = atomic_load_explicit(&r->tenants[i].gpu[gpu].sm_tat_ns, memory_order_relaxed);
+        contended = tat + CONTENDED_WINDOW_NS > now;
     }
     atomic_store_explicit(&neighbours[gpu].contended, contended, memory_order_relaxed);
     atomic_store_explicit(&neighbours[gpu].until_ns, now + CONTENDED_RECHECK_NS, memory_order_relaxed);
@@ -175,9 +178,6 @@ uint64_t fcsp_sm_acquire(struct fcsp_dev *d, CUstream stream, uint64_t cost_ns)
      * the stream's booking (a second CAS) is skipped. */
     uint64_t t_start = book(&tg->sm_tat_ns, now, inc);
     uint64_t s_start = t_start > now ? book(stream_tat(stream), now, inc) : 0;
-    /* relaxed: a timestamp for neighbours' contention checks; same line as the TAT we just wrote */
-    if (atomic_load_explicit(&tg->sm_last_launch_ns, memory_order_relaxed) + CONTENDED_RECHECK_NS < now)
-        atomic_store_explicit(&tg->sm_last_launch_ns, now, memory_order_relaxed);
     uint64_t deadline = t_start > burst ? t_start - burst : 0;
     uint64_t s_deadline = s_start > burst / 2 ? s_start - burst / 2 : 0;
     if (s_deadline > deadline)

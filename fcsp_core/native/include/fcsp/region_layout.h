@@ -65,8 +65,8 @@ struct fcsp_tenant_gpu {
     _Atomic uint64_t refused_total;                      /* allocations refused by the cap */
     _Atomic uint32_t sm_limit_pct;                       /* effective SM cap, 0 = none (mirror for readers) */
     /* Compute (second line, hot on every capped launch; sm_limiter.c). Units are nanoseconds of GPU time. */
-    alignas(FCSP_CACHELINE) _Atomic uint64_t sm_tat_ns; /* GCRA theoretical arrival time, CLOCK_MONOTONIC ns */
-    _Atomic uint64_t sm_last_launch_ns;                  /* last capped launch (work-conserving mode looks at it) */
+    alignas(FCSP_CACHELINE) _Atomic uint64_t sm_tat_ns; /* GCRA theoretical arrival time, CLOCK_MONOTONIC ns;
+                                                          * also how neighbours tell the tenant is active */
     _Atomic uint64_t sm_granted_ns_total;                /* GPU time charged to admitted launches */
     _Atomic uint64_t sm_throttled_ns_total;              /* time launches waited for tokens */
     _Atomic uint64_t launches_total;                     /* kernel and graph launches seen (bypassed ones too) */
