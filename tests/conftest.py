@@ -17,6 +17,8 @@ Fixtures (all tests may use them):
   parse_probe parse_probe(stdout) -> [{"cmd": ..., "status": ..., key: value, ...}]
   sim_stats   sim_stats(env, dev=0) -> (live_bytes, peak_bytes) of the simulated GPU
   node_daemon start(env, *args, metrics=True, ready=True) -> NodeDaemon: a running `fcsp node`
+  two_uids    (LocalUser, LocalUser): two real users created as root (skipped otherwise), session scope
+  public_lib_dir  a copy of native.lib_dir every uid can read; public_tmp: a 0755 temp directory
 The last three are also plain functions here (run_probe needs the probe's path: it reads native's).
 Tests marked @pytest.mark.gpu run only where /dev/nvidiactl exists and FCSP_SIM_ONLY is unset.
 """
@@ -530,3 +532,88 @@ def node_daemon(native: Native, tmp_path: Path) -> Iterator[Callable[..., NodeDa
         if daemon.proc.poll() is None:
             daemon.proc.kill()
             daemon.proc.wait(timeout=30)
+
+
+# ----------------------------------------------------------------------------------------------------
+# Two real uids, for the trust-boundary tests (a tenant of one uid must not affect another's)
+
+
+@dataclass(frozen=True)
+class LocalUser:
+    """A real local user created by the tests (as root). Runs commands with its uid and gid, no other groups."""
+
+    name: str
+    uid: int
+    gid: int
+
+    def popen_kwargs(self) -> dict[str, object]:
+        return {"user": self.uid, "group": self.gid, "extra_groups": []}
+
+    def run(self, cmd: list[str], env: dict[str, str], **kwargs: object) -> subprocess.CompletedProcess[str]:
+        kwargs.setdefault("capture_output", True)
+        kwargs.setdefault("text", True)
+        kwargs.setdefault("timeout", 120)
+        kwargs.setdefault("check", False)
+        return subprocess.run(cmd, env=env, **self.popen_kwargs(), **kwargs)  # type: ignore[call-overload]
+
+    def popen(self, cmd: list[str], env: dict[str, str], **kwargs: object) -> subprocess.Popen[str]:
+        kwargs.setdefault("text", True)
+        return subprocess.Popen(cmd, env=env, **self.popen_kwargs(), **kwargs)  # type: ignore[call-overload]
+
+
+TEST_USER_NAMES = ("fcsp-test-a", "fcsp-test-b")
+
+
+def _ensure_user(name: str) -> LocalUser:
+    import pwd
+
+    try:
+        pw = pwd.getpwnam(name)
+    except KeyError:
+        subprocess.run(
+            ["useradd", "--system", "--no-create-home", "--user-group", "--shell", "/usr/sbin/nologin", name],
+            check=True,
+            capture_output=True,
+            timeout=60,
+        )
+        pw = pwd.getpwnam(name)
+    return LocalUser(name=name, uid=pw.pw_uid, gid=pw.pw_gid)
+
+
+@pytest.fixture(scope="session")
+def two_uids() -> tuple[LocalUser, LocalUser]:
+    """Two real users (fcsp-test-a, fcsp-test-b), created once as root; the test is skipped when not root."""
+    if os.geteuid() != 0 or not shutil.which("useradd"):
+        pytest.skip("needs root and useradd to create two test users")
+    lock_path = Path("/run/lock") if Path("/run/lock").is_dir() else Path("/tmp")
+    with open(lock_path / "fcsp-test-users.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # concurrent test runs must not race useradd
+        users = tuple(_ensure_user(n) for n in TEST_USER_NAMES)
+    return users  # type: ignore[return-value]
+
+
+@pytest.fixture(scope="session")
+def public_lib_dir(native: Native, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A copy of native.lib_dir that every uid can read and execute (the installed one may sit under a 0700
+    home): point FCSP_LIB_DIR and LD_PRELOAD there for processes of the test users."""
+    import tempfile
+
+    base = Path(tempfile.mkdtemp(prefix="fcsp-public-lib-"))
+    base.chmod(0o755)
+    dest = base / "lib"
+    shutil.copytree(native.lib_dir, dest, symlinks=True)
+    for path in [dest, *dest.rglob("*")]:
+        if not path.is_symlink():
+            path.chmod(0o755 if path.is_dir() or os.access(path, os.X_OK) else 0o644)
+    return dest
+
+
+@pytest.fixture
+def public_tmp() -> Iterator[Path]:
+    """A fresh directory every uid can enter (0755, owned by root); removed at the end of the test."""
+    import tempfile
+
+    path = Path(tempfile.mkdtemp(prefix="fcsp-public-"))
+    path.chmod(0o755)
+    yield path
+    shutil.rmtree(path, ignore_errors=True)
