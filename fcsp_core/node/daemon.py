@@ -21,6 +21,7 @@ from prometheus_client.exposition import generate_latest
 from prometheus_client.registry import CollectorRegistry
 
 from fcsp_core import __version__, region_node
+from fcsp_core.node.audit import Auditor, AuditThread
 from fcsp_core.node.config import NodeConfig
 from fcsp_core.node.exporter import BuildInfo, FcspCollector
 from fcsp_core.node.instance_lock import NodeLock
@@ -91,7 +92,8 @@ class NodeDaemon:
         self.server: MetricsServer | None = None
         self.registry = CollectorRegistry(auto_describe=False)
         self.gc = TenantGC(config.tenant_grace_seconds, self._policy_tenants)
-        self.jobmap = DcgmJobMap(config.dcgm.job_map_dir) if config.dcgm.job_map_dir else None
+        self.jobmap: DcgmJobMap | None = None
+        self.audit: AuditThread | None = None
         self._watcher: PidWatcher | None = None
         self._reap: ReapLoop | None = None
         self._raw = RawSnapshot()
@@ -114,7 +116,10 @@ class NodeDaemon:
             os.getpid(),
         )  # fmt: skip
         self._prepare_policy()
+        if self.config.dcgm.job_map_dir:
+            self.jobmap = DcgmJobMap(self.config.dcgm.job_map_dir)
         self.nvml = NvmlView.open()
+        auditor = self._auditor()
         build = BuildInfo(
             version=__version__, libfcsp=fcsp_version(), region_layout=region_node.layout_version()
         )
@@ -125,8 +130,25 @@ class NodeDaemon:
             labels=self.labels,
             nvml=self.nvml,
             rates=self.rates,
+            audit=auditor.stats if auditor else None,
         )
         self.registry.register(self.collector)
+        if auditor is not None:
+            self.audit = AuditThread(auditor)
+
+    def _auditor(self) -> Auditor | None:
+        a = self.config.audit
+        if not a.enabled:
+            log.info("audit off ([audit] enabled = false)")
+            return None
+        if self.nvml is None:
+            log.warning("audit off: NVML is unavailable, so no process's memory can be checked")
+            return None
+        log.info(
+            "auditing every %d ms against NVML (action %s, context allowance %d bytes per process)",
+            a.interval_ms, a.action, a.context_allowance_bytes,
+        )  # fmt: skip
+        return Auditor(a, self.nvml, self.holder.snapshot_into, self._policy_tenants, self.labels)
 
     def _prepare_policy(self) -> None:
         try:
@@ -152,7 +174,9 @@ class NodeDaemon:
         m = self.config.metrics
         if not m.enabled:
             return
-        self.server = serve(m.address, m.port, self.collector.render)
+        self.server = serve(
+            m.address, m.port, self.collector.render, m.max_connections, m.idle_timeout_seconds
+        )
         log.info("serving metrics on %s", self.server.url)
 
     def metrics_text(self) -> bytes:
@@ -236,6 +260,8 @@ class NodeDaemon:
         return str(index if index is not None else region_index)
 
     def run_loop(self) -> None:
+        if self.audit is not None:
+            self.audit.start()  # its own thread: never in this loop's way (audit.py says why)
         interval = self.config.reap_interval_ms / 1000.0
         next_periodic = next_house = 0.0
         next_check = time.monotonic() + self.config.check_interval_seconds
@@ -290,6 +316,8 @@ class NodeDaemon:
             pass
 
     def shutdown(self) -> None:
+        if self.audit is not None:
+            self.audit.stop()
         if self.server is not None:
             self.server.shutdown()
             self.server.server_close()

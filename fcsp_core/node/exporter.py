@@ -22,6 +22,7 @@ from prometheus_client.exposition import generate_latest
 from prometheus_client.registry import Collector, CollectorRegistry
 
 from fcsp_core._native import c_string
+from fcsp_core.node.audit import AuditStats
 from fcsp_core.node.labels import LabelCache
 from fcsp_core.node.nvml import NvmlView
 from fcsp_core.node.rates import SmTimeRates
@@ -160,8 +161,10 @@ class FcspCollector(Collector):
         labels: LabelCache | None = None,
         nvml: NvmlView | None = None,
         rates: SmTimeRates | None = None,
+        audit: AuditStats | None = None,
     ) -> None:
         self._snapshot_into = snapshot_into
+        self._audit = audit
         self._hostname = hostname
         self._build = build
         self._labels = labels or LabelCache()
@@ -196,8 +199,9 @@ class FcspCollector(Collector):
 
     def _read(self) -> _Scrape:
         """Take the snapshot and what else a scrape shows (NVML's view, the SM-time windows)."""
+        audit = self._audit.key() if self._audit is not None else 0
         if not self._snapshot_into(self._raw):
-            return _Scrape(ok=False, live_pids=frozenset(), nvml={}, key=b"down")
+            return _Scrape(ok=False, live_pids=frozenset(), nvml={}, key=b"down%d" % audit)
         snap = self._raw
         live_pids = frozenset(int(p.pid) for p in snap.procs() if int(p.state) == PROC_LIVE)
         nvml: dict[int, tuple[int, int]] = {}
@@ -207,7 +211,7 @@ class FcspCollector(Collector):
                 if split is not None:
                     nvml[int(g.index)] = split
         rates = self._rates.version if self._rates is not None else 0
-        key = snap.digest() + repr((len(live_pids), sorted(nvml.items()), rates)).encode()
+        key = snap.digest() + repr((len(live_pids), sorted(nvml.items()), rates, audit)).encode()
         return _Scrape(ok=True, live_pids=live_pids, nvml=nvml, key=key)
 
     def _families(self, scrape: _Scrape) -> list[Metric]:
@@ -224,12 +228,13 @@ class FcspCollector(Collector):
         up = GaugeMetricFamily(
             "fcsp_node_up", "1 while the daemon has a trusted node region", labels=["hostname"]
         )
+        audit = self._audit.families(host) if self._audit is not None else []
         if not scrape.ok:
             up.add_metric([host], 0)
-            return [info, up]
+            return [info, up, *audit]
         up.add_metric([host], 1)
         snap = self._raw
-        out: list[Metric] = [info, up]
+        out: list[Metric] = [info, up, *audit]
         reaped = CounterMetricFamily(
             "fcsp_reaped_processes_total", "Processes that died without cleaning up and were reaped",
             labels=["hostname"],

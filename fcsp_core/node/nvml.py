@@ -27,6 +27,7 @@ class NvmlView:
         self._max_age = max_age_seconds
         # uuid -> (when asked, [(pid, bytes)], or None when NVML could not say)
         self._procs: dict[str, tuple[float, list[tuple[int, int]] | None]] = {}
+        self._all: list[str] | None = None  # every GPU's UUID, once asked
 
     @classmethod
     def open(cls) -> NvmlView | None:
@@ -71,6 +72,20 @@ class NvmlView:
                     self._indices[uuid] = None
             return self._indices[uuid]
 
+    def _ask(self, uuid: str, now: float) -> list[tuple[int, int]] | None:
+        """NVML's compute processes of the GPU now (caller holds the lock); cached for _processes."""
+        try:
+            raw = self._nvml.nvmlDeviceGetComputeRunningProcesses(self._handle(uuid))
+            procs: list[tuple[int, int]] | None = [
+                (int(p.pid), int(p.usedGpuMemory))
+                for p in raw
+                if getattr(p, "usedGpuMemory", None) is not None
+            ]
+        except self._nvml.NVMLError:
+            procs = None
+        self._procs[uuid] = (now, procs)
+        return procs
+
     def _processes(self, uuid: str) -> list[tuple[int, int]] | None:
         """NVML's compute processes of the GPU as (pid, bytes), at most max_age old: asking NVML costs up to
         milliseconds per GPU, too much for every one of many concurrent scrapes."""
@@ -79,17 +94,31 @@ class NvmlView:
             cached = self._procs.get(uuid)
             if cached is not None and now - cached[0] < self._max_age:
                 return cached[1]
-            try:
-                raw = self._nvml.nvmlDeviceGetComputeRunningProcesses(self._handle(uuid))
-                procs: list[tuple[int, int]] | None = [
-                    (int(p.pid), int(p.usedGpuMemory))
-                    for p in raw
-                    if getattr(p, "usedGpuMemory", None) is not None
-                ]
-            except self._nvml.NVMLError:
-                procs = None
-            self._procs[uuid] = (now, procs)
-            return procs
+            return self._ask(uuid, now)
+
+    def uuids(self) -> list[str]:
+        """The UUIDs of every GPU NVML sees (asked once: GPUs do not come and go under a running driver)."""
+        with self._lock:
+            if self._all is None:
+                found: list[str] = []
+                try:
+                    for i in range(int(self._nvml.nvmlDeviceGetCount())):
+                        handle = self._nvml.nvmlDeviceGetHandleByIndex(i)
+                        uuid = self._nvml.nvmlDeviceGetUUID(handle)
+                        uuid = uuid.decode() if isinstance(uuid, bytes) else str(uuid)
+                        self._handles[uuid] = handle
+                        found.append(uuid)
+                except self._nvml.NVMLError as exc:
+                    log.warning("NVML cannot list the GPUs (%s): the audit sees none", exc)
+                    return []
+                self._all = found
+            return list(self._all)
+
+    def processes_now(self, uuid: str) -> list[tuple[int, int]] | None:
+        """NVML's compute processes of the GPU as (pid, bytes), asked now (the audit's reading; scrapes reuse
+        it); None when NVML cannot say."""
+        with self._lock:
+            return self._ask(uuid, time.monotonic())
 
     def memory_split(self, uuid: str, fcsp_pids: Collection[int]) -> tuple[int, int] | None:
         """Device memory NVML sees held by compute processes: (by processes not under fcsp, by fcsp's
