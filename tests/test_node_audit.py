@@ -28,7 +28,6 @@ import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-
 from typing import Any
 
 import pytest
@@ -62,7 +61,8 @@ RAY_WORKER = textwrap.dedent(
     """
     import os, subprocess, sys
     env = dict(os.environ, FCSP_TENANT=f"ray-{os.getpid()}", FCSP_MEM_LIMIT="1G")
-    fenced = subprocess.Popen(sys.argv[1:5], env=env, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    pipe = subprocess.PIPE
+    fenced = subprocess.Popen(sys.argv[1:5], env=env, stdin=pipe, stdout=pipe, text=True)
     print("worker", fenced.stdout.readline().strip(), flush=True)
     env.pop("LD_PRELOAD")
     rc = subprocess.call(sys.argv[5:], env=env)
@@ -143,7 +143,7 @@ def node(sim_env, public_tmp: Path, public_lib_dir: Path, escapes: Escapes) -> N
 
 
 def _config(node: Node, user: LocalUser, *extra: str) -> Path:
-    """A config file: the Slurm steps' and a standalone tenant's policies (as the SPANK plugin writes them)."""
+    """A config file with the Slurm steps' policies (as the SPANK plugin writes them), 1 GiB each."""
     path = node.base / "fcsp-node.toml"
     policies = "".join(
         f'[[policy]]\ntenant = "{name}"\nuid = {user.uid}\nmem_limit_bytes = "1G"\n\n'
@@ -275,7 +275,8 @@ Builder = Callable[[Node, LocalUser, list[str], dict[str, str]], Job]
 SLURM_ENV = {"FCSP_TENANT": "slurm-4242.0", "FCSP_SCHEDULER": "slurm"}
 
 
-def _escape_in_job(node, user, node_daemon, build: Builder, cmd, env, scheduler: str, reason: str) -> None:
+def _escape_in_job(node, user, node_daemon, build: Builder, cmd, env, scheduler: str, reason: str) -> str:
+    """Runs cmd in the job build makes; asserts it is killed within 1 s and counted; returns the log line."""
     daemon = node_daemon(node.daemon_env, "--config", str(_config(node, user)))
     job = build(node, user, cmd, env)
     try:
@@ -290,18 +291,25 @@ def _escape_in_job(node, user, node_daemon, build: Builder, cmd, env, scheduler:
         assert took < KILL_WITHIN, f"killed {took:.2f} s after it held the memory: {log}"
         metrics = daemon.scrape()
         assert _counter(metrics, scheduler=scheduler, reason=reason, action="killed") == 1, metrics
+        return log
     finally:
         job.end()
 
 
 @pytest.mark.parametrize(
     ("how", "build", "job_text"),
-    [("ancestry", slurm_step_by_ancestry, "slurm job 4242.0"), ("cgroup", slurm_step_by_cgroup, "slurm job 4343.0")],
-)  # fmt: skip
+    [
+        ("ancestry", slurm_step_by_ancestry, "slurm job 4242.0"),
+        ("cgroup", slurm_step_by_cgroup, "slurm job 4343.0"),
+    ],
+)
 def test_no_ld_preload_in_a_slurm_step_is_killed(node, two_uids, node_daemon, how, build, job_text):
     user = two_uids[0]
     cmd = node.escape_cmd("direct", 4 * GiB)
-    _escape_in_job(node, user, node_daemon, build, cmd, node.user_env(preload=False), "slurm", "unattached")
+    log = _escape_in_job(
+        node, user, node_daemon, build, cmd, node.user_env(preload=False), "slurm", "unattached"
+    )
+    assert job_text in log
 
 
 def test_a_private_region_dir_in_a_slurm_step_is_killed(node, two_uids, node_daemon):
