@@ -192,6 +192,7 @@ def test_deploy_files():
         "RuntimeDirectoryPreserve=yes",
         "ReadWritePaths=/run/fcsp",
         "ExecStart=/usr/local/bin/fcsp node",
+        "LimitNOFILE=65536",
     ]
     for line in wanted:
         assert line in unit, line

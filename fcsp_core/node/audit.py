@@ -30,12 +30,13 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 
 from fcsp_core._native import c_string
 from fcsp_core.fmt import format_bytes
-from fcsp_core.node.audit_jobs import Job, ProcInfo, job_of, proc_info
+from fcsp_core.node.audit_jobs import Job, ProcInfo, job_of, proc_info, real_uid
 from fcsp_core.node.config import AuditConfig
 from fcsp_core.node.labels import LabelCache, scheduler_and_job
 from fcsp_core.node.nvml import NvmlView
@@ -126,7 +127,10 @@ class AuditStats:
 class _Attached:
     start_time: int
     tenant: int
-    used: list[int]  # bytes charged per region GPU index
+    record: Any  # its struct fcsp_proc_info in the snapshot (used_bytes[g]: charged per region GPU index)
+
+    def used(self, g: int) -> int:
+        return int(self.record.used_bytes[g])
 
 
 @dataclass
@@ -135,6 +139,12 @@ class _Tenant:
     uid: int
     from_policy: bool
     limits: list[int]  # per region GPU index, 0: none
+
+
+def _uid(pid: int) -> int:
+    """pid's real uid; 0 (trusted: reported, never killed) if /proc no longer says (the process is gone)."""
+    uid = real_uid(pid)
+    return 0 if uid is None else uid
 
 
 def kill_process(pid: int, start_time: int) -> str | None:
@@ -243,7 +253,7 @@ class Auditor:
             for t in snap.tenants()
         }
         attached = {
-            int(p.pid): _Attached(int(p.start_time), int(p.tenant), [int(b) for b in p.used_bytes])
+            int(p.pid): _Attached(int(p.start_time), int(p.tenant), p)
             for p in snap.procs()
             if int(p.state) in (PROC_LIVE, PROC_CLAIMING)
         }
@@ -298,10 +308,10 @@ class Auditor:
         """One escape for the GPU where pid holds the most (one process, one action)."""
         uuid, used = max(per_gpu.items(), key=lambda kv: kv[1])
         g = uuid_index.get(uuid)
-        charged = slot.used[g] if slot is not None and g is not None else 0
+        charged = slot.used(g) if slot is not None and g is not None else 0
         return [
             Escape(
-                pid=pid, start_time=info.start_time, uid=info.uid, reason=reason,
+                pid=pid, start_time=info.start_time, uid=_uid(pid), reason=reason,
                 scheduler=job.scheduler if job else "none", job=job.job if job else "", tenant=tenant,
                 gpu=uuid, nvml_bytes=used, charged_bytes=charged,
                 limit_bytes=limits.get(g, 0) if g is not None else 0,
@@ -328,7 +338,7 @@ class Auditor:
             for uuid, used in per_gpu.items():
                 g = uuid_index.get(uuid)
                 if g is not None:
-                    groups.setdefault((slot.tenant, g), []).append((pid, used, slot.used[g]))
+                    groups.setdefault((slot.tenant, g), []).append((pid, used, slot.used(g)))
         out: list[Escape] = []
         for (ti, g), members in groups.items():
             tenant = tenants.get(ti)
@@ -354,7 +364,7 @@ class Auditor:
                 info = infos[pid]
                 out.append(
                     Escape(
-                        pid=pid, start_time=info.start_time, uid=info.uid, reason="over_cap",
+                        pid=pid, start_time=info.start_time, uid=_uid(pid), reason="over_cap",
                         scheduler=scheduler, job=job.job if job else "", tenant=tenant.name, gpu=uuid,
                         nvml_bytes=used, charged_bytes=charged, limit_bytes=limit,
                     )
@@ -402,7 +412,7 @@ class Auditor:
         where = f"{job.scheduler} job {job.job} (not fenced by fcsp)" if job else "no scheduler job"
         log.info(
             "unfenced: pid=%d user=%s holds %s on the GPUs without fcsp, %s: allowed",
-            pid, self._labels.user(info.uid), format_bytes(sum(per_gpu.values())), where,
+            pid, self._labels.user(_uid(pid)), format_bytes(sum(per_gpu.values())), where,
         )  # fmt: skip
 
     def _prune(self, reading: dict[int, dict[str, int]]) -> None:

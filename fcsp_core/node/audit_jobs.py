@@ -38,7 +38,6 @@ class ProcInfo:
     ppid: int
     comm: str
     start_time: int  # field 22 of stat, clock ticks since boot
-    uid: int  # real uid
 
 
 @dataclass(frozen=True)
@@ -66,22 +65,16 @@ def _read(path: str) -> bytes | None:
 
 
 def proc_info(pid: int) -> ProcInfo | None:
-    """pid's parent, name, start time and real uid; None when /proc cannot say (gone, hidden)."""
+    """pid's parent, name and start time (one read of /proc/<pid>/stat); None when /proc cannot say (gone,
+    hidden)."""
     stat = _read(f"/proc/{pid}/stat")
-    status = _read(f"/proc/{pid}/status")
-    if stat is None or status is None:
+    if stat is None:
         return None
     open_paren, close_paren = stat.find(b"("), stat.rfind(b")")  # the name may hold spaces and parentheses
     if open_paren < 0 or close_paren < open_paren:
         return None
     fields = stat[close_paren + 2 :].split()
-    uid = None
-    for line in status.splitlines():
-        if line.startswith(b"Uid:"):
-            parts = line.split()
-            uid = int(parts[1]) if len(parts) > 1 and parts[1].isdigit() else None
-            break
-    if len(fields) < 20 or uid is None:
+    if len(fields) < 20:
         return None
     try:
         return ProcInfo(
@@ -89,10 +82,20 @@ def proc_info(pid: int) -> ProcInfo | None:
             ppid=int(fields[1]),
             comm=stat[open_paren + 1 : close_paren].decode(errors="replace"),
             start_time=int(fields[19]),
-            uid=uid,
         )
     except ValueError:
         return None
+
+
+def real_uid(pid: int) -> int | None:
+    """pid's real uid (/proc/<pid>/status; not the owner of /proc/<pid>, which a process that makes itself
+    non-dumpable turns into root); None when /proc cannot say."""
+    status = _read(f"/proc/{pid}/status")
+    for line in (status or b"").splitlines():
+        if line.startswith(b"Uid:"):
+            parts = line.split()
+            return int(parts[1]) if len(parts) > 1 and parts[1].isdigit() else None
+    return None
 
 
 def _slurm_job(job: str, step: str, how: str) -> Job:
@@ -130,7 +133,7 @@ def job_of(pid: int, info: ProcInfo | None = None) -> Job | None:
         parent = proc_info(current.ppid)
         if parent is None:
             return None
-        if parent.comm == "slurmstepd" and parent.uid == 0:
+        if parent.comm == "slurmstepd" and real_uid(parent.pid) == 0:
             cmdline = _read(f"/proc/{parent.pid}/cmdline") or b""
             m = _SLURM_STEPD.match(cmdline.split(b"\0", 1)[0].decode(errors="replace"))
             if m:
@@ -142,4 +145,4 @@ def job_of(pid: int, info: ProcInfo | None = None) -> Job | None:
     return None
 
 
-__all__ = ["Job", "ProcInfo", "job_of", "proc_info", "slurm_job_by_cgroup"]
+__all__ = ["Job", "ProcInfo", "job_of", "proc_info", "real_uid", "slurm_job_by_cgroup"]
