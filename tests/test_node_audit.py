@@ -426,6 +426,43 @@ def test_within_cap_plus_allowance_is_never_killed(node, two_uids, node_daemon):
         second.end()
 
 
+NVML_SCRIPT = """
+import json, pynvml as n
+n.nvmlInit()
+h = n.nvmlDeviceGetHandleByIndex(0)
+print(json.dumps({"v3": [[p.pid, p.usedGpuMemory] for p in n.nvmlDeviceGetComputeRunningProcesses_v3(h)],
+                  "v2": [[p.pid, p.usedGpuMemory] for p in n.nvmlDeviceGetComputeRunningProcesses_v2(h)],
+                  "used": n.nvmlDeviceGetMemoryInfo(h).used}))
+"""
+
+
+def test_simulated_nvml_reports_what_each_process_holds(node):
+    """The ground truth the audit reads: every process with its bytes, whether or not it loaded libfcsp, and
+    memory allocated through a second libcuda (dlmopen) counted with the process that holds it."""
+    pytest.importorskip("pynvml")
+    import json
+
+    plain = subprocess.Popen(node.escape_cmd("direct", 3 * GiB), env=node.user_env(preload=False),
+                             stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)  # fmt: skip
+    hidden = subprocess.Popen(
+        node.escape_cmd("dlmopen", 2 * GiB), env=node.user_env(FCSP_TENANT="t", FCSP_MEM_LIMIT="1G"),
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    try:
+        for p in (plain, hidden):
+            assert p.stdout.readline().startswith("attach ok") and p.stdout.readline().startswith("escape ok")
+        out = subprocess.run([sys.executable, "-c", NVML_SCRIPT], env=node.daemon_env, capture_output=True,
+                             text=True, timeout=60, check=True)  # fmt: skip
+        info = json.loads(out.stdout)
+    finally:
+        for p in (plain, hidden):
+            p.stdin.close()
+            p.wait(timeout=20)
+    want = sorted([[plain.pid, 3 * GiB + MiB], [hidden.pid, 2 * GiB + MiB]])
+    assert sorted(info["v3"]) == sorted(info["v2"]) == want
+    assert info["used"] == 5 * GiB + 2 * MiB
+
+
 def test_audit_off_without_nvml_says_so(sim_env, node_daemon, tmp_path):
     """No libnvidia-ml.so.1 (no LD_LIBRARY_PATH to the simulated one): the daemon runs, says the audit is off,
     exports fcsp_audit_up absent (no NVML at all), and reaps as before."""
