@@ -133,6 +133,25 @@ void fcsp_ensure_daemon(void)
         _exit(127);
     }
     waitpid(pid, NULL, 0);
-    slurm_info(FCSP_PLUGIN ": started the node daemon (%s node --region-dir %s; log %s)", fcsp_args.fcsp_cmd,
-               fcsp_args.region_dir, log);
+    /* Wait until it holds the lock, so the next caller (the first job's prolog) finds it instead of starting a
+     * second one, and say which process it is. */
+    for (int tries = 0; tries < 100; tries++) {
+        fd = open(lock, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+        if (fd >= 0) {
+            char pidbuf[32] = "";
+            int held = flock(fd, LOCK_SH | LOCK_NB) != 0 && errno == EWOULDBLOCK;
+            ssize_t n = held ? read(fd, pidbuf, sizeof pidbuf - 1) : -1;
+            close(fd);
+            if (held) {
+                pidbuf[n > 0 ? n : 0] = '\0';
+                pidbuf[strcspn(pidbuf, " \n")] = '\0';
+                slurm_info(FCSP_PLUGIN ": started the node daemon, pid %s (%s node --region-dir %s; log %s)",
+                           pidbuf[0] ? pidbuf : "?", fcsp_args.fcsp_cmd, fcsp_args.region_dir, log);
+                return;
+            }
+        }
+        usleep(50 * 1000);
+    }
+    slurm_error(FCSP_PLUGIN ": started %s node --region-dir %s, but it holds no lock on %s after 5 s: see %s",
+                fcsp_args.fcsp_cmd, fcsp_args.region_dir, lock, log);
 }

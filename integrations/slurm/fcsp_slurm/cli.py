@@ -21,7 +21,9 @@ DEFAULT_SHARDS = 8
 DESCRIPTION = """\
 Slurm integration. The SPANK plugin adds --fcsp-mem=SIZE, --fcsp-sm=PCT and --fcsp-off to srun, sbatch and
 salloc, registers each job step as an fcsp tenant (slurm-<job>.<step>) with those caps on its GPUs, turns
---gres=shard:N into caps of N/(shards per GPU) of the GPU, and cleans up in the job epilog.
+--gres=shard:N into caps of N/(shards per GPU) of the GPU (an upper bound: a shard step's --fcsp-mem/--fcsp-sm
+may only lower it, --fcsp-off is refused), and cleans up in the job epilog. --fcsp-off is refused unless the
+site allows it (plugstack allow_opt_out=yes).
 
   fcsp slurm plugstack   the plugstack.conf line for this install
   fcsp slurm gres        gres.conf and slurm.conf lines for this node's GPUs (NVML)
@@ -171,7 +173,12 @@ def register(sub: Any, formatter: Callable[[str], argparse.HelpFormatter]) -> No
     ps.add_argument("--shards-per-gpu", type=int, default=DEFAULT_SHARDS, help="gres/shard per GPU (0: off)")
     ps.add_argument("--default-mem", metavar="SIZE", help="cap GPU steps without fcsp options at SIZE")
     ps.add_argument("--default-sm", metavar="PCT", help="cap GPU steps without fcsp options at PCT")
-    ps.add_argument("--no-opt-out", dest="opt_out", action="store_false", help="refuse --fcsp-off")
+    ps.add_argument(
+        "--allow-opt-out",
+        dest="opt_out",
+        action="store_true",
+        help="honour --fcsp-off for whole-GPU steps (default: refused; shard steps never opt out)",
+    )
     g = s.add_parser(
         "gres", help="gres.conf/slurm.conf lines for this node's GPUs", formatter_class=formatter
     )
