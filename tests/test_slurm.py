@@ -542,9 +542,9 @@ def test_shards_over_several_gpus(slurm: Slurm, tmp_path: Path) -> None:
         now = slurm.run("srun", "--immediate=2", "--gres=shard:12", "true", timeout=30)
         assert now.returncode != 0, now
     else:
-        done = slurm.run("srun", "--gres=shard:12", probe, "init", timeout=60, check=True)
-        inits = _probe_rows(done.stdout, "init")
-        assert inits and all(int(r["total_bytes"]) == 4 * GIB for r in inits), done.stdout
+        done = slurm.run("srun", "--gres=shard:12", probe, "init", "0", "init", "1", timeout=60, check=True)
+        inits = _probe_rows(done.stdout, "init")  # 50% of each 8 GiB GPU
+        assert len(inits) == 2 and all(int(r["total_bytes"]) == 4 * GIB for r in inits), done.stdout
     # The plugin's own arithmetic (spank/shards.c), for splits a one-node Slurm cannot be made to produce.
     check = tmp_path / "spank_shards_check"
     env = {k: v for k, v in os.environ.items() if k != "LD_PRELOAD"}
