@@ -526,6 +526,26 @@ def test_whole_gpu_steps_use_options_freely(slurm: Slurm) -> None:
         assert _probe_rows(done.stdout, "init")[0]["total_bytes"] == str(cap), (opts, done.stdout)
 
 
+def test_submit_side_reads_its_options_not_the_command(slurm: Slurm) -> None:
+    slurm.wait_idle()
+    # options given with separate values ("-n 1", "--gres shard:2") are read past
+    for opts in (
+        ["-n", "1", "--gres=shard:2"],
+        ["--ntasks", "1", "--gres", "shard:2"],
+        ["-J", "x", "--gres", "shard:2"],
+    ):
+        done = slurm.run("srun", *opts, "--fcsp-mem=100%", "true", timeout=30)
+        assert done.returncode != 0 and SHARD_MSG in done.stderr, (opts, done.stderr)
+        assert not slurm.run("squeue", "-h").stdout.strip(), "a job was queued"
+    # srun's options end where the command starts: a command's argument is not a shard request
+    echo = slurm.run("srun", "--gres=gpu:1", "--fcsp-mem=100%", "echo", "--gres=shard:1", check=True)
+    assert echo.stdout.strip() == "--gres=shard:1", echo
+    echo = slurm.run(
+        "srun", "-n", "1", "--gres=gpu:1", "--fcsp-mem=100%", "-u", "echo", "--gres", "shard:1", check=True
+    )
+    assert echo.stdout.strip() == "--gres shard:1", echo
+
+
 def test_shards_over_several_gpus(slurm: Slurm, tmp_path: Path) -> None:
     """--gres=shard:12 with 8 shards per GPU. Slurm 22.05 never spreads one job's shards over GPUs: it
     refuses such a job (sbatch --test-only, srun --immediate). Slurm 23.11+ with MULTIPLE_SHARING_GRES_PJ
