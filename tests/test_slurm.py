@@ -436,6 +436,11 @@ def test_shards_become_caps(slurm: Slurm) -> None:
 
 def test_shard_caps_in_the_policy_table(slurm: Slurm) -> None:
     # What root registered for the step while it runs: memory and SM share of its 2 shards (25% of GPU 0).
+    slurm.wait_idle()
+    deadline = time.monotonic() + 30
+    while any(p.tenant.startswith("slurm-") for p in policy_list(slurm.region)):  # earlier steps' entries
+        assert time.monotonic() < deadline, policy_list(slurm.region)
+        time.sleep(0.2)
     step = subprocess.Popen(
         ["srun", "--gres=shard:2", str(slurm.native.probe), "init", "sleep", "3000"],
         env=slurm.env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
