@@ -604,6 +604,29 @@ def test_shards_over_several_gpus(slurm: Slurm, tmp_path: Path) -> None:
     assert gres("shard:a:b") == "shards=-1"  # unreadable: the submit side leaves it to the node
 
 
+def test_slurm_2205_gives_a_gpu_and_its_shards_together(slurm: Slurm) -> None:
+    """A Slurm fact deploy/slurm/README.md warns about: 22.05 gives --gres=gpu:2 both GPUs while another job
+    holds all 8 shards of GPU 0 (Slurm's documentation says a GPU is allocated as a GPU or as shards, not
+    both). fcsp keeps each step's own cap, but the two share GPU 0's memory first come, first served."""
+    if slurm_version() != (22, 5):
+        pytest.skip(f"checked on Slurm 22.05 only (this is {slurm_version()})")
+    slurm.wait_idle()
+    hold = subprocess.Popen(
+        ["srun", "--gres=shard:8", "sleep", "20"],
+        env=slurm.env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+    )  # fmt: skip
+    try:
+        deadline = time.monotonic() + 30
+        while "RUNNING gres:shard:8" not in slurm.run("squeue", "-h", "-o", "%T %b").stdout:
+            assert time.monotonic() < deadline, slurm.run("squeue").stdout
+            time.sleep(0.2)
+        both = slurm.run("srun", "--immediate=5", "--gres=gpu:2", "printenv", "SLURM_STEP_GPUS", check=True)
+        assert both.stdout.strip() == "0,1", both
+    finally:
+        hold.terminate()
+        hold.communicate(timeout=60)
+
+
 @contextmanager
 def plugstack_args(cluster: Slurm, extra: str) -> Iterator[None]:
     """plugstack.conf with more key=value arguments (a later key wins), restored afterwards."""
