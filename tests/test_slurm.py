@@ -746,5 +746,23 @@ def test_cli_gres_and_check(slurm: Slurm) -> None:
     assert "problem:" not in check.stdout or "owned by root" not in check.stdout, check.stdout
     if (lib_dir() / "fcsp_spank.so").exists():  # else `check` rightly reports the package has no plugin
         assert "fcsp_spank.so" not in check.stdout, check.stdout
+    assert "shards_per_gpu" not in check.stdout, check.stdout  # 8, as gres.conf has
+    line = (slurm.base / "plugstack.conf").read_text()
+    for arg, want in (
+        (
+            "shards_per_gpu=4",
+            "plugstack.conf shards_per_gpu=4 but this node has 16 shards on 2 GPUs (8 per GPU)",
+        ),
+        (
+            "shards_per_gpu=0",
+            "this node has gres/shard (16 on 2 GPUs) but plugstack.conf has no shards_per_gpu",
+        ),
+    ):
+        wrong = slurm.base / "plugstack-wrong.conf"
+        wrong.write_text(line.rstrip("\n") + f" {arg}\n")
+        out = slurm.run(
+            fcsp_command(), "slurm", "check", "--plugstack", str(wrong), "--region-dir", str(slurm.region)
+        )
+        assert out.returncode == 1 and f"problem: {want}" in out.stdout, out.stdout
     bad = slurm.run(fcsp_command(), "slurm", "check", "--plugstack", "/nonexistent")
     assert bad.returncode == 1 and "/nonexistent does not exist" in bad.stdout, bad.stdout

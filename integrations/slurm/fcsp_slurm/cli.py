@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import re
 import shutil
 import stat
 import subprocess
@@ -83,6 +84,52 @@ def _run(cmd: list[str]) -> subprocess.CompletedProcess[str] | None:
         return None
 
 
+def _plugstack_args(text: str) -> dict[str, str]:
+    """key=value arguments of the fcsp plugin's plugstack.conf line (the last such line)."""
+    found: dict[str, str] = {}
+    for line in text.splitlines():
+        words = line.split("#", 1)[0].split()
+        if len(words) >= 2 and words[1].endswith(PLUGIN_NAME):
+            found = dict(w.split("=", 1) for w in words[2:] if "=" in w)
+    return found
+
+
+def _node_shards_per_gpu(node: str) -> tuple[int, int] | None:
+    """(GPUs, shards) in slurm.conf's Gres of this node, or None when Slurm cannot say."""
+    done = _run(["scontrol", "show", "node", node])
+    if done is None or done.returncode != 0:
+        return None
+    gres = re.search(r"\bGres=(\S+)", done.stdout)
+    if not gres:
+        return None
+    counts = {"gpu": 0, "shard": 0}
+    for item in gres.group(1).split(","):
+        parts = item.split("(")[0].split(":")
+        if parts[0] in counts and len(parts) >= 2 and parts[-1].isdigit():
+            counts[parts[0]] += int(parts[-1])
+    return counts["gpu"], counts["shard"]
+
+
+def _shard_problems(args: dict[str, str], node: str) -> list[str]:
+    """plugstack.conf shards_per_gpu against this node's shards per GPU (a smaller one widens each share)."""
+    node_gres = _node_shards_per_gpu(node)
+    if node_gres is None or node_gres[1] == 0:
+        return []
+    gpus, shards = node_gres
+    configured = args.get("shards_per_gpu", "0")
+    if configured in ("", "0"):
+        return [
+            f"this node has gres/shard ({shards} on {gpus} GPUs) but plugstack.conf has no shards_per_gpu: "
+            "shard steps are not capped to their share"
+        ]
+    if gpus and configured.isdigit() and int(configured) * gpus != shards:
+        return [
+            f"plugstack.conf shards_per_gpu={configured} but this node has {shards} shards on {gpus} GPUs "
+            f"({shards / gpus:g} per GPU): each shard step's share would be wrong"
+        ]
+    return []
+
+
 def check(plugstack: Path, region_dir: Path) -> list[str]:
     """Problems with this node's setup (empty: fine)."""
     problems: list[str] = []
@@ -96,6 +143,9 @@ def check(plugstack: Path, region_dir: Path) -> list[str]:
         problems.append(f"{plugstack} does not exist: add the line of `fcsp slurm plugstack` to it")
     elif PLUGIN_NAME not in plugstack.read_text(errors="replace"):
         problems.append(f"{plugstack} does not load {PLUGIN_NAME}: add the line of `fcsp slurm plugstack`")
+    else:
+        args = _plugstack_args(plugstack.read_text(errors="replace"))
+        problems += _shard_problems(args, os.uname().nodename.split(".")[0])
     if not shutil.which("srun"):
         problems.append("srun is not on PATH: Slurm's client tools are missing")
     else:
