@@ -227,7 +227,7 @@ def register(sub: Any, formatter: Callable[[str], argparse.HelpFormatter]) -> No
         "--allow-opt-out",
         dest="opt_out",
         action="store_true",
-        help="honour --fcsp-off for whole-GPU steps (default: refused; shard steps never opt out)",
+        help="honour --fcsp-off for steps without shards (default: refused; shard steps never opt out)",
     )
     g = s.add_parser(
         "gres", help="gres.conf/slurm.conf lines for this node's GPUs", formatter_class=formatter
