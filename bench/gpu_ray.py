@@ -191,11 +191,10 @@ def capped_ok(r: dict[str, Any], cap: float) -> bool:
 def check_tasks(report: Report, ray: Any, gpu_opts: dict[str, Any]) -> None:
     import fcsp_ray
 
-    task = ray.remote(fill_task)
-    caps = [4.0, 8.0, 16.0, 2.5]
     # max_calls=1: the workers exit after their task, so their CUDA contexts do not crowd the packing below
-    opts = {**gpu_opts, "max_calls": 1}
-    refs = [task.options(**opts, **fcsp_ray.options(mem_gb=c, sm=25)).remote() for c in caps]
+    task = ray.remote(max_calls=1)(fill_task)
+    caps = [4.0, 8.0, 16.0, 2.5]
+    refs = [task.options(**gpu_opts, **fcsp_ray.options(mem_gb=c, sm=25)).remote() for c in caps]
     actor = ray.remote(Filler).options(**gpu_opts, **fcsp_ray.options(mem_gb=ACTOR_GIB)).remote()
     results = ray.get(refs, timeout=300)
     a = ray.get(actor.fill.remote(), timeout=300)
