@@ -1,10 +1,15 @@
 """fcsp on a real local Ray cluster (CPU only, simulated driver): caps per task and per actor, the resource
-limit on concurrency, worker reuse, reclaim of killed actors, the node daemon. Issue 6."""
+limit on concurrency, worker reuse, reclaim of killed actors, the node daemon (issue 6); workers that fail
+closed, the driver hook against the oldest Ray claimed and a moved private API, what a node without NVML
+says, the demo's output (issue 14)."""
 
 from __future__ import annotations
 
+import json
 import os
 import signal
+import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -230,3 +235,173 @@ def test_two_nodes_advertise_their_gpus_and_run_daemons(native, tmp_path, cluste
     finally:
         ray.shutdown()
         c.shutdown()
+
+
+# ------------------------------------------------------------------------------------------------------
+# Fail closed: a task that asked for caps never runs uncapped (issue 14)
+# ------------------------------------------------------------------------------------------------------
+
+
+def test_task_whose_fcsp_init_fails_is_refused_not_uncapped(cluster, tmp_path):
+    # A region directory libfcsp must refuse (world-writable), and the task's own attempt to opt out: the
+    # plugin pins FCSP_ON_INIT_FAILURE=fail, so every allocation is refused instead of running uncapped.
+    unsafe = tmp_path / "world-writable"
+    unsafe.mkdir()
+    unsafe.chmod(0o777)
+    env_vars = {"FCSP_REGION_DIR": str(unsafe), "FCSP_ON_INIT_FAILURE": "passthrough"}
+    r = ray.get(
+        grab.options(resources={"fcsp_mem_gb": 2}, runtime_env={"env_vars": env_vars}).remote(), timeout=60
+    )
+    assert r["peak"] == 0, f"a task whose fcsp init failed allocated {r['peak']} bytes uncapped"
+    assert "CUDA_ERROR_NOT_PERMITTED" in r["error"], r
+
+
+def test_task_env_vars_cannot_widen_its_ray_cap(cluster):
+    env_vars = {"FCSP_MEM_LIMIT": "64G", "FCSP_MEM_LIMIT_0": "64G"}
+    r = ray.get(
+        grab.options(resources={"fcsp_mem_gb": 2}, runtime_env={"env_vars": env_vars}).remote(), timeout=60
+    )
+    assert r["total"] == 2 * GIB and r["peak"] == 2 * GIB, r
+
+
+# ------------------------------------------------------------------------------------------------------
+# The driver hook and Ray's private API (issue 14)
+# ------------------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("module", "cls", "name", "replacement"),
+    [
+        ("ray.remote_function", "RemoteFunction", "_remote", None),
+        ("ray.actor", "ActorClass", "_remote", lambda self, *args, **options: None),  # another signature
+        ("ray._private.utils", None, "get_runtime_env_info", None),
+    ],
+)
+def test_hook_refuses_a_ray_whose_private_api_moved(monkeypatch, module, cls, name, replacement):
+    import importlib
+
+    from fcsp_ray import hook
+
+    target = importlib.import_module(module)
+    if cls is not None:
+        target = getattr(target, cls)
+    monkeypatch.setattr(hook, "_ENABLED", [])
+    if replacement is None:
+        monkeypatch.delattr(target, name)
+    else:
+        monkeypatch.setattr(target, name, replacement)
+    with pytest.raises(hook.RayApiError, match=rf"{name} .*would run uncapped"):
+        hook.enable()
+
+
+def _fcsp_only_path(tmp_path: Path) -> str:
+    """A directory holding only the installed fcsp packages (links), for another Python's PYTHONPATH."""
+    import fcsp_slurm
+
+    import fcsp_core
+
+    only = tmp_path / "fcsp-only"
+    only.mkdir()
+    for module in (fcsp_core, fcsp_ray, fcsp_slurm):
+        (only / module.__name__).symlink_to(Path(module.__file__).parent)
+    return str(only)
+
+
+OLDEST_RAY = "2.9.0"  # pyproject.toml: ray>=2.9 (2.9.0 is also the oldest with wheels for Python 3.11)
+OLD_RAY_DRIVER = """
+import json, os, ray, fcsp_ray
+ray.init(num_cpus=1, resources=fcsp_ray.node_resources([8 << 30]), include_dashboard=False)
+@ray.remote(num_cpus=0, resources={"fcsp_mem_gb": 2})
+def total():
+    from fcsp_ray.cuda import Cuda
+    return Cuda().mem_info()[1], os.environ.get("FCSP_ON_INIT_FAILURE")
+print(json.dumps({"ray": ray.__version__, "task": ray.get(total.remote(), timeout=120)}))
+ray.shutdown()
+"""
+
+
+@pytest.mark.slow
+def test_oldest_claimed_ray_caps_a_task(native, tmp_path):
+    """Ray 2.9.0 in a throwaway venv (pip install: minutes; FCSP_TEST_OLD_RAY_VENV reuses one): the hook
+    (through RAY_RUNTIME_ENV_HOOK) and the plugin cap a task there as with the newest Ray."""
+    venv = Path(os.environ.get("FCSP_TEST_OLD_RAY_VENV") or tmp_path / "venv")
+    python = venv / "bin" / "python"
+    if not python.exists():
+        subprocess.run([sys.executable, "-m", "venv", "--system-site-packages", str(venv)], check=True)
+    done = subprocess.run(
+        [str(python), "-m", "pip", "install", "-q", f"ray[default]=={OLDEST_RAY}"],
+        capture_output=True, text=True, timeout=1200, check=False,
+    )  # fmt: skip
+    if done.returncode != 0:
+        pytest.skip(
+            f"cannot install ray {OLDEST_RAY} here: {(done.stderr.strip().splitlines() or ['?'])[-1]}"
+        )
+    env = {
+        **os.environ, **node_env(native, tmp_path, 1, "8G"), "PYTHONPATH": _fcsp_only_path(tmp_path),
+        "FCSP_LIB_DIR": str(native.lib_dir),
+    }  # fmt: skip
+    out = subprocess.run(
+        [str(python), "-c", OLD_RAY_DRIVER], env=env, capture_output=True, text=True, timeout=300, check=False
+    )
+    assert out.returncode == 0, out.stderr[-3000:]
+    result = json.loads(out.stdout.strip().splitlines()[-1])
+    assert result["ray"] == OLDEST_RAY
+    assert result["task"] == [2 * GIB, "fail"], result
+
+
+# ------------------------------------------------------------------------------------------------------
+# A node without NVML, and the demo (issue 14)
+# ------------------------------------------------------------------------------------------------------
+
+
+def _without_pynvml(tmp_path: Path) -> dict[str, str]:
+    """An environment in which `import pynvml` fails, as on a fresh install without nvidia-ml-py."""
+    shadow = tmp_path / "no-pynvml"
+    shadow.mkdir(exist_ok=True)
+    (shadow / "pynvml.py").write_text("raise ImportError('No module named pynvml')\n")
+    path = os.environ.get("PYTHONPATH")
+    return {**os.environ, "PYTHONPATH": f"{shadow}:{path}" if path else str(shadow)}
+
+
+def test_ray_resources_says_nvml_is_missing(tmp_path):
+    out = subprocess.run(
+        ["fcsp", "ray", "resources"], env=_without_pynvml(tmp_path), capture_output=True, text=True,
+        timeout=60, check=False,
+    )  # fmt: skip
+    assert out.returncode == 1 and out.stdout == ""
+    assert "pip install nvidia-ml-py" in out.stderr and len(out.stderr.strip().splitlines()) == 1
+
+
+def test_ray_resources_on_a_node_without_gpus(native, tmp_path):
+    env = {**os.environ, "LD_LIBRARY_PATH": str(tmp_path)}  # no libnvidia-ml.so.1 here: a CPU node
+    out = subprocess.run(["fcsp", "ray", "resources"], env=env, capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0 and json.loads(out.stdout) == {}
+    assert "no fcsp resources on this node" in out.stderr
+
+
+def _demo(env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        ["fcsp", "demo", "--ray", "--sim"], env=env, capture_output=True, text=True, timeout=300, check=False
+    )
+
+
+@pytest.mark.slow
+def test_demo_ray_table_expected_refusal_and_one_verdict(native):
+    out = _demo(dict(os.environ))
+    assert out.returncode == 0, out.stdout + out.stderr
+    lines = out.stdout.strip().splitlines()
+    assert lines[-1].startswith("Every cap held:"), lines[-1]
+    greedy = next(ln for ln in lines if ln.strip().startswith("greedy"))
+    assert "refused past its cap, as expected" in greedy and "FAILED" not in out.stdout
+    table = lines[next(i for i, ln in enumerate(lines) if ln.strip().startswith("TASK")) :]
+    assert not any("INFO" in ln or "WARNING" in ln for ln in table), "a log line landed in the table"
+    assert "fcsp-sim-" not in out.stdout and ".log" not in out.stdout, "a path deleted at exit was printed"
+
+
+@pytest.mark.slow
+def test_demo_ray_says_why_the_node_daemon_did_not_start(native, tmp_path):
+    out = _demo(_without_pynvml(tmp_path))
+    assert out.returncode == 1
+    line = next(ln for ln in out.stdout.splitlines() if ln.startswith("metrics:"))
+    assert "the node daemon did not start" in line and "pip install nvidia-ml-py" in line, line
+    assert out.stdout.strip().splitlines()[-1].startswith("fcsp demo --ray: UNEXPECTED: no node daemon")

@@ -72,7 +72,11 @@ def enable() -> None:
     task_remote = _private(remote_function, "RemoteFunction._remote")
     actor_remote = _private(actor, "ActorClass._remote")
     get_runtime_env_info = _private(utils, "get_runtime_env_info")
-    parse_runtime_env_for_task_or_actor = _private(utils, "parse_runtime_env_for_task_or_actor")
+    # Ray 2.9-2.2x call it parse_runtime_env; later ones parse_runtime_env_for_task_or_actor (same contract)
+    parse_name = "parse_runtime_env_for_task_or_actor"
+    parse_runtime_env_for_task_or_actor = _private(
+        utils, parse_name if hasattr(utils, parse_name) else "parse_runtime_env"
+    )
 
     @functools.wraps(task_remote)
     def _task_remote(self: Any, args: Any = None, kwargs: Any = None, **task_options: Any) -> Any:
