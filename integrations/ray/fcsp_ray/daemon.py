@@ -49,6 +49,17 @@ def log_path() -> Path:
     return session / "fcsp-node.log" if session.is_dir() else Path.cwd() / "fcsp-node.log"
 
 
+def _last_line(log_file: Path) -> str:
+    """The daemon's own last words (its error line when it could not start)."""
+    try:
+        with log_file.open("rb") as f:
+            f.seek(max(0, f.seek(0, os.SEEK_END) - 4096))
+            lines = [ln for ln in f.read().decode(errors="replace").splitlines() if ln.strip()]
+    except OSError as exc:
+        return f"its log {log_file} is unreadable: {exc}"
+    return lines[-1].strip() if lines else "it printed nothing"
+
+
 def _supervise(argv: list[str], log_file: Path, restart_s: float) -> None:
     starts = 0
     while True:
@@ -63,7 +74,8 @@ def _supervise(argv: list[str], log_file: Path, restart_s: float) -> None:
             )
         log.info("fcsp: started the node daemon (pid %d, start %d)", proc.pid, starts)
         code = proc.wait()
-        log.warning("fcsp: the node daemon exited with %d; restarting in %.1f s", code, restart_s)
+        last = _last_line(log_file)
+        log.warning("fcsp: the node daemon exited with %d (%s); restarting in %.1f s", code, last, restart_s)
         time.sleep(restart_s)
 
 
