@@ -136,6 +136,7 @@ class Holder:
         return os.getpid(), os.environ["FCSP_TENANT"], self.cuda.mem_info()[1]
 
 
+@pytest.mark.slow  # a real Ray cluster
 def test_plain_resources_cap_a_task(cluster):
     r = ray.get(grab.options(resources={"fcsp_mem_gb": 8}).remote(), timeout=60)
     assert r["total"] == 8 * GIB and r["peak"] == 8 * GIB
@@ -146,6 +147,7 @@ def test_plain_resources_cap_a_task(cluster):
     assert r["total"] == int(2.5 * GIB)
 
 
+@pytest.mark.slow  # a real Ray cluster
 def test_sm_cap_reaches_the_worker(cluster):
     @ray.remote(num_cpus=0, resources={"fcsp_sm": 40})
     def env_of() -> tuple[str | None, str | None]:
@@ -154,6 +156,7 @@ def test_sm_cap_reaches_the_worker(cluster):
     assert ray.get(env_of.remote()) == ("40", None)
 
 
+@pytest.mark.slow  # a real Ray cluster
 def test_uncapped_task_is_not_preloaded(cluster):
     @ray.remote(num_cpus=0)
     def preload() -> str:
@@ -162,6 +165,7 @@ def test_uncapped_task_is_not_preloaded(cluster):
     assert "libfcsp" not in ray.get(preload.remote(), timeout=60)
 
 
+@pytest.mark.slow  # a real Ray cluster
 def test_eleven_tasks_of_8g_run_at_most_ten_at_once(cluster):
     refs = [grab.options(resources={"fcsp_mem_gb": 8}).remote(hold_s=1.5) for _ in range(11)]
     results = ray.get(refs, timeout=150)
@@ -174,6 +178,7 @@ def test_eleven_tasks_of_8g_run_at_most_ten_at_once(cluster):
     assert most <= 10, most
 
 
+@pytest.mark.slow  # a real Ray cluster
 def test_reused_worker_never_runs_with_stale_caps(cluster):
     seen = []
     for gib in (8, 4, 8, 4, 2):
@@ -186,6 +191,7 @@ def test_reused_worker_never_runs_with_stale_caps(cluster):
     assert all(len(caps) == 1 for caps in pids.values()), f"a worker ran under two caps: {seen}"
 
 
+@pytest.mark.slow  # a real Ray cluster
 def test_actor_cap_and_reclaim_on_ray_kill_and_sigkill(cluster):
     region_dir = Path(cluster["FCSP_REGION_DIR"])
 
@@ -207,6 +213,7 @@ def test_actor_cap_and_reclaim_on_ray_kill_and_sigkill(cluster):
         wait_for(lambda t=tenant: used(t) == 0, what=f"{tenant}'s memory reclaimed after {kill}")
 
 
+@pytest.mark.slow  # a real Ray cluster
 def test_node_daemon_runs_and_is_restarted(cluster):
     pid = wait_for(lambda: daemon_pid(cluster), what="the node daemon")
     os.kill(pid, signal.SIGKILL)
@@ -214,34 +221,12 @@ def test_node_daemon_runs_and_is_restarted(cluster):
     assert new != pid
 
 
-def test_two_nodes_advertise_their_gpus_and_run_daemons(native, tmp_path, cluster):
-    from ray.cluster_utils import Cluster
-
-    ray.shutdown()  # the module's single node comes back for later tests only if they ask (none do)
-    envs = [node_env(native, tmp_path / "a", 1, "80G"), node_env(native, tmp_path / "b", 2, "24G")]
-    c = Cluster()
-    try:
-        for i, env in enumerate(envs):
-            res = fcsp_ray.node_resources([int(env["FCSP_SIM_MEM"][:-1]) * GIB] * int(env["FCSP_SIM_GPUS"]))
-            c.add_node(num_cpus=1, resources={**res, f"node{i}": 1}, env_vars=env)
-        ray.init(address=c.address)
-        fcsp_ray.enable()
-        total = ray.cluster_resources()
-        assert total["fcsp_mem_gb"] == 80 + 48 and total["fcsp_sm"] == 100 + 200
-        for env in envs:
-            wait_for(lambda e=env: daemon_pid(e), what=f"a daemon on {env['FCSP_REGION_DIR']}")
-        r = ray.get(grab.options(resources={"fcsp_mem_gb": 8, "node1": 0.1}).remote(), timeout=120)
-        assert r["total"] == 8 * GIB
-    finally:
-        ray.shutdown()
-        c.shutdown()
-
-
 # ------------------------------------------------------------------------------------------------------
 # Fail closed: a task that asked for caps never runs uncapped (issue 14)
 # ------------------------------------------------------------------------------------------------------
 
 
+@pytest.mark.slow  # a real Ray cluster
 def test_task_whose_fcsp_init_fails_is_refused_not_uncapped(cluster, tmp_path):
     # A region directory libfcsp must refuse (world-writable), and the task's own attempt to opt out: the
     # plugin pins FCSP_ON_INIT_FAILURE=fail, so every allocation is refused instead of running uncapped.
@@ -256,6 +241,7 @@ def test_task_whose_fcsp_init_fails_is_refused_not_uncapped(cluster, tmp_path):
     assert "CUDA_ERROR_NOT_PERMITTED" in r["error"], r
 
 
+@pytest.mark.slow  # a real Ray cluster
 def test_task_env_vars_cannot_widen_its_ray_cap(cluster):
     env_vars = {"FCSP_MEM_LIMIT": "64G", "FCSP_MEM_LIMIT_0": "64G"}
     r = ray.get(
@@ -360,7 +346,7 @@ def _without_pynvml(tmp_path: Path) -> dict[str, str]:
     shadow.mkdir(exist_ok=True)
     (shadow / "pynvml.py").write_text("raise ImportError('No module named pynvml')\n")
     path = os.environ.get("PYTHONPATH")
-    return {**os.environ, "PYTHONPATH": f"{shadow}:{path}" if path else str(shadow)}
+    return {**_clean_env(), "PYTHONPATH": f"{shadow}:{path}" if path else str(shadow)}
 
 
 def test_ray_resources_says_nvml_is_missing(tmp_path):
@@ -379,6 +365,11 @@ def test_ray_resources_on_a_node_without_gpus(native, tmp_path):
     assert "no fcsp resources on this node" in out.stderr
 
 
+def _clean_env() -> dict[str, str]:
+    """os.environ without the module cluster's FCSP_*/RAY_* settings: a fresh shell's environment."""
+    return {k: v for k, v in os.environ.items() if not k.startswith(("FCSP_", "RAY_"))}
+
+
 def _demo(env: dict[str, str]) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         ["fcsp", "demo", "--ray", "--sim"], env=env, capture_output=True, text=True, timeout=300, check=False
@@ -387,7 +378,7 @@ def _demo(env: dict[str, str]) -> subprocess.CompletedProcess[str]:
 
 @pytest.mark.slow
 def test_demo_ray_table_expected_refusal_and_one_verdict(native):
-    out = _demo(dict(os.environ))
+    out = _demo(_clean_env())
     assert out.returncode == 0, out.stdout + out.stderr
     lines = out.stdout.strip().splitlines()
     assert lines[-1].startswith("Every cap held:"), lines[-1]
@@ -405,3 +396,28 @@ def test_demo_ray_says_why_the_node_daemon_did_not_start(native, tmp_path):
     line = next(ln for ln in out.stdout.splitlines() if ln.startswith("metrics:"))
     assert "the node daemon did not start" in line and "pip install nvidia-ml-py" in line, line
     assert out.stdout.strip().splitlines()[-1].startswith("fcsp demo --ray: UNEXPECTED: no node daemon")
+
+
+# Last: it shuts the module's single-node cluster down.
+@pytest.mark.slow
+def test_two_nodes_advertise_their_gpus_and_run_daemons(native, tmp_path, cluster):
+    from ray.cluster_utils import Cluster
+
+    ray.shutdown()  # the module's single node comes back for later tests only if they ask (none do)
+    envs = [node_env(native, tmp_path / "a", 1, "80G"), node_env(native, tmp_path / "b", 2, "24G")]
+    c = Cluster()
+    try:
+        for i, env in enumerate(envs):
+            res = fcsp_ray.node_resources([int(env["FCSP_SIM_MEM"][:-1]) * GIB] * int(env["FCSP_SIM_GPUS"]))
+            c.add_node(num_cpus=1, resources={**res, f"node{i}": 1}, env_vars=env)
+        ray.init(address=c.address)
+        fcsp_ray.enable()
+        total = ray.cluster_resources()
+        assert total["fcsp_mem_gb"] == 80 + 48 and total["fcsp_sm"] == 100 + 200
+        for env in envs:
+            wait_for(lambda e=env: daemon_pid(e), what=f"a daemon on {env['FCSP_REGION_DIR']}")
+        r = ray.get(grab.options(resources={"fcsp_mem_gb": 8, "node1": 0.1}).remote(), timeout=120)
+        assert r["total"] == 8 * GIB
+    finally:
+        ray.shutdown()
+        c.shutdown()
