@@ -386,6 +386,7 @@ def test_demo_ray_table_expected_refusal_and_one_verdict(native):
     assert "refused past its cap, as expected" in greedy and "FAILED" not in out.stdout
     table = lines[next(i for i, ln in enumerate(lines) if ln.strip().startswith("TASK")) :]
     assert not any("INFO" in ln or "WARNING" in ln for ln in table), "a log line landed in the table"
+    assert "Started a local Ray instance" not in out.stderr, "Ray's INFO line: on a terminal, among ours"
     assert "fcsp-sim-" not in out.stdout and ".log" not in out.stdout, "a path deleted at exit was printed"
 
 
