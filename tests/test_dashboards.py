@@ -243,6 +243,7 @@ def _optional_exprs() -> set[str]:
     }
 
 
+@pytest.mark.slow
 def test_promtool_accepts_config_and_rules(cluster: Cluster) -> None:
     for args in (
         ["check", "config", str(DEPLOY / "prometheus" / "prometheus.yml")],
@@ -253,6 +254,7 @@ def test_promtool_accepts_config_and_rules(cluster: Cluster) -> None:
         assert done.returncode == 0, f"promtool {' '.join(args)}:\n{done.stdout}\n{done.stderr}"
 
 
+@pytest.mark.slow
 def test_every_dashboard_query_returns_data(cluster: Cluster) -> None:
     queries = _dashboard_queries()
     assert len(queries) >= 30, queries
@@ -275,6 +277,7 @@ def test_every_dashboard_query_returns_data(cluster: Cluster) -> None:
     assert not failures, "\n".join(failures)
 
 
+@pytest.mark.slow
 def test_every_template_variable_has_values(cluster: Cluster) -> None:
     seen = 0
     for path in DASHBOARD_FILES:
@@ -291,6 +294,7 @@ def test_every_template_variable_has_values(cluster: Cluster) -> None:
     assert seen >= 12
 
 
+@pytest.mark.slow
 def test_every_rule_evaluates(cluster: Cluster) -> None:
     groups = [g for f in RULE_FILES for g in yaml.safe_load(f.read_text())["groups"]]
     rules = [r for g in groups for r in g["rules"]]
