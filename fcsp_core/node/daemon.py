@@ -2,8 +2,9 @@
 the SM-time windows, and serve metrics until SIGTERM/SIGINT.
 
 Threads: this loop does every region change (reaps, tenant removals, checks: the region lock is a flock,
-shared by every thread of the process, so they stay on one thread); the HTTP server's threads only take
-snapshots, through RegionHolder, which swaps and closes the region only while no snapshot reads it."""
+shared by every thread of the process, so they stay on one thread); the HTTP server's threads and the audit's
+(audit.py) only take snapshots, through RegionHolder, which swaps and closes the region only while no snapshot
+reads it."""
 
 from __future__ import annotations
 
