@@ -161,3 +161,35 @@ def test_kill_checks_the_pid_still_names_the_process():
         p.kill()
         p.wait()
     assert kill_process(p.pid, start) is not None  # gone
+
+
+def test_unattached_context_memory_alone_is_not_an_escape(sleepers, tmp_path):
+    """A process of a fenced Slurm step (its cgroup says so) that has made its context but not yet allocated
+    (libfcsp attaches at the first hooked call) holds context memory without a slot: not an escape. Past the
+    allowance it is one."""
+    from pathlib import Path
+
+    top = Path("/sys/fs/cgroup/pids") / f"fcsp-test-unit-{os.getpid()}"
+    step = top / "slurm" / "uid_0" / "job_77" / "step_0"
+    try:
+        step.mkdir(parents=True)
+    except OSError as exc:
+        pytest.skip(f"cannot create a cgroup here ({exc.strerror})")
+    try:
+        p = subprocess.Popen(["sleep", "60"])
+        try:
+            (step / "cgroup.procs").write_text(str(p.pid))
+            region, nvml = Region(), FakeNvml()
+            region.tenants = [("slurm-77.0", 1000, 1 * GiB)]
+            nvml.procs = [(p.pid, 500 * MiB)]
+            auditor, _ = _auditor(region, nvml)
+            assert auditor.run_pass() == [] and auditor.stats.unfenced == {"slurm": 1}
+            nvml.procs = [(p.pid, 600 * MiB)]
+            escapes = auditor.run_pass()
+            assert [(e.reason, e.scheduler, e.job) for e in escapes] == [("unattached", "slurm", "77.0")]
+        finally:
+            p.kill()
+            p.wait()
+    finally:
+        for d in (step, step.parent, step.parent.parent, step.parent.parent.parent, top):
+            d.rmdir()

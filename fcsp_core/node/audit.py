@@ -4,7 +4,10 @@ per-process figures, which no tenant can forge) with what fcsp has charged, and 
 An escape is
 - `unattached`: a process holding device memory inside a fenced scheduler job (a Slurm step or Ray worker
   that fcsp has a tenant or policy entry for; audit_jobs.py says how membership is recognised) without a live
-  fcsp process slot: it dropped LD_PRELOAD, or attached to a private region (FCSP_REGION_DIR);
+  fcsp process slot: it dropped LD_PRELOAD, or attached to a private region (FCSP_REGION_DIR). It must hold
+  more than the context allowance on a GPU: libfcsp attaches at the process's first hooked call (its first
+  allocation, typically), so a process that made its context and has not allocated yet holds only context
+  memory without a slot, and is not an escape;
 - `wrong_tenant`: such a process attached to a tenant that is not its job's (another FCSP_TENANT);
 - `over_cap`: a process whose tenant holds more on a GPU per NVML than its cap plus the context allowance
   per process, and that holds more than fcsp charged it plus the allowance (memory fcsp never saw:
@@ -276,10 +279,10 @@ class Auditor:
             fenced_job = job is not None and any(name in fenced_names for name in job.tenants)
             if slot is None:
                 unfenced[scheduler] = unfenced.get(scheduler, 0) + 1
-                if fenced_job:
+                if fenced_job and max(per_gpu.values()) > self.config.context_allowance_bytes:
                     assert job is not None
                     escapes += self._per_gpu(pid, info, "unattached", job, "", per_gpu, uuid_index, None, {})
-                else:
+                elif not fenced_job:
                     self._note_unfenced(pid, info, job, per_gpu)
                 continue
             tenant = tenants.get(slot.tenant)

@@ -27,8 +27,9 @@ The node daemon: run one per node (as root, from systemd: deploy/systemd/fcsp-no
     allocations, processes, reaped processes, memory held outside fcsp (NVML), with dcgm-exporter's labels
     (gpu, UUID, hostname) plus tenant, job_id, user, scheduler;
   - audits (every 200 ms): compares each GPU process's memory as the driver reports it (NVML) with what
-    fcsp charged; a process of a fenced Slurm step or Ray worker using the GPU without fcsp (no LD_PRELOAD,
-    a private region, another tenant) or a tenant over its cap plus a context allowance per process
+    fcsp charged; a process of a fenced Slurm step or Ray worker holding more than a context allowance
+    without fcsp (no LD_PRELOAD, a private region), or attached to another tenant, or a tenant over its cap
+    plus the context allowance per process
     (dlmopen/RTLD_DEEPBIND of libcuda) is an escape: logged, counted (fcsp_escapes_total), and killed
     (SIGKILL) in scheduler jobs, reported elsewhere (--audit-action);
   - optionally maintains dcgm-exporter's HPC job-mapping directory (--dcgm-job-map).
