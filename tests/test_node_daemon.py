@@ -194,6 +194,8 @@ def test_deploy_files():
         "ExecStart=/usr/local/bin/fcsp node",
         "LimitNOFILE=65536",
     ]
+    bounding = next(ln for ln in unit.splitlines() if ln.startswith("CapabilityBoundingSet="))
+    assert "CAP_KILL" in bounding.split("=", 1)[1].split(), "the audit kills escaped processes"
     for line in wanted:
         assert line in unit, line
     assert "ProtectProc=" not in unit.replace("no ProtectProc=", "")
