@@ -195,6 +195,10 @@ class Auditor:
         self._jobs: dict[tuple[int, int], tuple[Job | None, float]] = {}
         self._seen: dict[tuple[int, int, str], bool] = {}  # escapes counted: -> killed
         self._noted: set[tuple[int, int]] = set()  # unfenced processes outside jobs, logged once
+        # Attached processes whose slot's start time matched /proc once: while the slot stays (same pid, same
+        # start time) /proc is not read again. A slot outlives its process only until the reaper's next pass
+        # (milliseconds: pidfds), which bounds how long a new process reusing the pid could pass as attached.
+        self._attached_info: dict[int, ProcInfo] = {}
         self._policy: set[str] = set()
         self._policy_at = -POLICY_REFRESH
 
@@ -267,12 +271,18 @@ class Auditor:
         infos: dict[int, ProcInfo] = {}
         jobs: dict[int, Job | None] = {}
         for pid, per_gpu in reading.items():
-            info = proc_info(pid)
+            slot = attached.get(pid)
+            known = self._attached_info.get(pid)
+            if slot is not None and known is not None and known.start_time == slot.start_time:
+                info: ProcInfo | None = known  # checked on an earlier pass, its slot unchanged since
+            else:
+                info = proc_info(pid)
             if info is None:
                 continue  # gone since NVML listed it (or hidden from us: nothing to act on)
             infos[pid] = info
+            if slot is not None and slot.start_time == info.start_time:
+                self._attached_info[pid] = info
             job = jobs[pid] = self._job(pid, info, now)
-            slot = attached.get(pid)
             if slot is not None and slot.start_time != info.start_time:
                 slot = None  # a stale slot of an earlier process with this pid
             scheduler = job.scheduler if job else "none"
@@ -424,6 +434,7 @@ class Auditor:
         self._seen = {k: v for k, v in self._seen.items() if k[0] in live}
         self._noted = {k for k in self._noted if k[0] in live}
         self._jobs = {k: v for k, v in self._jobs.items() if k[0] in live}
+        self._attached_info = {k: v for k, v in self._attached_info.items() if k in live}
 
     def _publish(
         self, up: bool, unfenced: dict[str, int], new: list[tuple[str, str, str]], seconds: float
