@@ -17,7 +17,8 @@ log = logging.getLogger("fcsp.node")
 
 
 class NvmlView:
-    """An initialised NVML; calls are serialised (one scrape renders at a time anyway)."""
+    """An initialised NVML, shared by the scrapes and the audit: the lock guards the caches and handles; the
+    process-list calls run outside it."""
 
     def __init__(self, pynvml: Any, max_age_seconds: float = 1.0) -> None:
         self._nvml = pynvml
@@ -72,29 +73,30 @@ class NvmlView:
                     self._indices[uuid] = None
             return self._indices[uuid]
 
-    def _ask(self, uuid: str, now: float) -> list[tuple[int, int]] | None:
-        """NVML's compute processes of the GPU now (caller holds the lock); cached for _processes."""
+    def _ask(self, uuid: str) -> list[tuple[int, int]] | None:
+        """NVML's compute processes of the GPU now, cached for _processes. The call itself runs outside the
+        lock (NVML is thread-safe): a slow NVML (milliseconds per GPU) delays only its caller, never a scrape
+        that finds a fresh enough reading in the cache."""
         try:
-            raw = self._nvml.nvmlDeviceGetComputeRunningProcesses(self._handle(uuid))
-            procs: list[tuple[int, int]] | None = [
-                (int(p.pid), int(p.usedGpuMemory))
-                for p in raw
-                if getattr(p, "usedGpuMemory", None) is not None
-            ]
+            with self._lock:
+                handle = self._handle(uuid)
+            raw = self._nvml.nvmlDeviceGetComputeRunningProcesses(handle)
+            # usedGpuMemory None: NVML cannot say (e.g. without the rights); the process still has a context
+            procs: list[tuple[int, int]] | None = [(int(p.pid), int(p.usedGpuMemory or 0)) for p in raw]
         except self._nvml.NVMLError:
             procs = None
-        self._procs[uuid] = (now, procs)
+        with self._lock:
+            self._procs[uuid] = (time.monotonic(), procs)
         return procs
 
     def _processes(self, uuid: str) -> list[tuple[int, int]] | None:
         """NVML's compute processes of the GPU as (pid, bytes), at most max_age old: asking NVML costs up to
         milliseconds per GPU, too much for every one of many concurrent scrapes."""
-        now = time.monotonic()
         with self._lock:
             cached = self._procs.get(uuid)
-            if cached is not None and now - cached[0] < self._max_age:
+            if cached is not None and time.monotonic() - cached[0] < self._max_age:
                 return cached[1]
-            return self._ask(uuid, now)
+        return self._ask(uuid)
 
     def uuids(self) -> list[str]:
         """The UUIDs of every GPU NVML sees (asked once: GPUs do not come and go under a running driver)."""
@@ -117,8 +119,7 @@ class NvmlView:
     def processes_now(self, uuid: str) -> list[tuple[int, int]] | None:
         """NVML's compute processes of the GPU as (pid, bytes), asked now (the audit's reading; scrapes reuse
         it); None when NVML cannot say."""
-        with self._lock:
-            return self._ask(uuid, time.monotonic())
+        return self._ask(uuid)
 
     def memory_split(self, uuid: str, fcsp_pids: Collection[int]) -> tuple[int, int] | None:
         """Device memory NVML sees held by compute processes: (by processes not under fcsp, by fcsp's
