@@ -17,7 +17,7 @@ LIB=$BUILD/fcsp_core/native/interposer/libfcsp.so
 CP=$BUILD/fcsp_core/native/tools/fcsp-capture-probe
 nvidia-smi --query-gpu=name,driver_version --format=csv,noheader
 
-if [ "$WHAT" != mps ]; then
+if [ "$WHAT" = capture ] || [ "$WHAT" = all ]; then
     echo "== capture matrix (native)"
     "$CP" matrix >"$OUT/capture_matrix.txt" 2>&1
     grep -v "rc=CUDA_SUCCESS post=CUDA_SUCCESS end=CUDA_SUCCESS" "$OUT/capture_matrix.txt"
@@ -33,7 +33,7 @@ if [ "$WHAT" != mps ]; then
     done
 fi
 
-if [ "$WHAT" != capture ]; then
+if [ "$WHAT" = mps ] || [ "$WHAT" = all ]; then
     echo "== MPS"
     CTL=$(command -v nvidia-cuda-mps-control || echo /usr/local/nvidia/bin/nvidia-cuda-mps-control)
     export CUDA_MPS_PIPE_DIRECTORY=/tmp/fcsp-mps-pipe CUDA_MPS_LOG_DIRECTORY=/tmp/fcsp-mps-log
@@ -108,4 +108,31 @@ PY
     echo "-- control.log"; tail -n 40 $CUDA_MPS_LOG_DIRECTORY/control.log
     echo "-- server.log"; tail -n 40 $CUDA_MPS_LOG_DIRECTORY/server.log
     echo quit | "$CTL"; sleep 1
+fi
+
+if [ "$WHAT" = mpsusers ] || [ "$WHAT" = all ]; then
+    echo "== MPS and a second uid (classic, then -multiuser-server)"
+    cmake --build "$BUILD" -j16 --target fcsp_probe >/dev/null 2>&1
+    PROBE=$BUILD/fcsp_core/native/tools/fcsp-probe
+    chmod -R a+rX "$BUILD" 2>/dev/null
+    CTL=$(command -v nvidia-cuda-mps-control || echo /usr/local/nvidia/bin/nvidia-cuda-mps-control)
+    export CUDA_MPS_PIPE_DIRECTORY=/tmp/fcsp-mps-pipe2 CUDA_MPS_LOG_DIRECTORY=/tmp/fcsp-mps-log2
+    id fcspmps >/dev/null 2>&1 || useradd -M fcspmps
+    for flags in "" "-M"; do
+        rm -rf $CUDA_MPS_PIPE_DIRECTORY $CUDA_MPS_LOG_DIRECTORY; mkdir -p $CUDA_MPS_PIPE_DIRECTORY $CUDA_MPS_LOG_DIRECTORY
+        chmod 755 $CUDA_MPS_PIPE_DIRECTORY $CUDA_MPS_LOG_DIRECTORY
+        "$CTL" -d $flags; sleep 1
+        echo "-- daemon flags '$flags'"
+        (sleep 8 | "$PROBE" init device hold) >/tmp/root_holder.txt 2>&1 &
+        sleep 3
+        echo "servers with root client: $(echo get_server_list | "$CTL")"
+        s=$(date +%s%N)
+        timeout 20 su fcspmps -s /bin/bash -c "CUDA_MPS_PIPE_DIRECTORY=$CUDA_MPS_PIPE_DIRECTORY $PROBE init device meminfo" 2>&1 | sed 's/^/  second uid: /'
+        echo "  second uid rc=${PIPESTATUS[0]} after $(( ($(date +%s%N) - s) / 1000000 )) ms"
+        echo "servers: $(echo get_server_list | "$CTL")"
+        wait
+        sed 's/^/  root holder: /' /tmp/root_holder.txt
+        tail -n 12 $CUDA_MPS_LOG_DIRECTORY/control.log | sed 's/^/  control.log: /'
+        echo quit | "$CTL"; sleep 2
+    done
 fi
