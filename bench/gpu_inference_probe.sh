@@ -124,13 +124,14 @@ if [ "$WHAT" = mpsusers ] || [ "$WHAT" = all ]; then
         "$CTL" -d $flags; sleep 1
         echo "-- daemon flags '$flags'"
         (sleep 8 | "$PROBE" init device hold) >/tmp/root_holder.txt 2>&1 &
+        HOLDER=$!
         sleep 3
         echo "servers with root client: $(echo get_server_list | "$CTL")"
         s=$(date +%s%N)
         timeout 20 su fcspmps -s /bin/bash -c "CUDA_MPS_PIPE_DIRECTORY=$CUDA_MPS_PIPE_DIRECTORY $PROBE init device meminfo" 2>&1 | sed 's/^/  second uid: /'
         echo "  second uid rc=${PIPESTATUS[0]} after $(( ($(date +%s%N) - s) / 1000000 )) ms"
         echo "servers: $(echo get_server_list | "$CTL")"
-        wait
+        wait $HOLDER # (a bare `wait` would also wait for the tee of the log: forever)
         sed 's/^/  root holder: /' /tmp/root_holder.txt
         tail -n 12 $CUDA_MPS_LOG_DIRECTORY/control.log | sed 's/^/  control.log: /'
         echo quit | "$CTL"; sleep 2
