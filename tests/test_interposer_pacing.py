@@ -1,7 +1,8 @@
-"""Time-slice pacing: throttled launches are released on the shared 2 ms slices only while another capped tenant
-has work on the GPU; a tenant alone, or beside uncapped work only, waits per launch just until its own booking
-allows it (no launch waits for a slice boundary), so its steps stay smooth. Asserted on structure (which kind of
-wait each throttled launch took, printed at exit with FCSP_LOG_LEVEL=debug), not on timings."""
+"""Time-slice pacing: throttled launches are released on the shared 2 ms slices only while another capped
+tenant has work on the GPU; a tenant alone, or beside uncapped work only, waits per launch just until its
+own booking allows it (no launch waits for a slice boundary), so its steps stay smooth. Asserted on
+structure (which kind of wait each throttled launch took, printed at exit with FCSP_LOG_LEVEL=debug), not
+on timings."""
 
 from __future__ import annotations
 
@@ -22,7 +23,11 @@ def _waits(stderr: str) -> tuple[int, int]:
 def _subject(native, sim_env) -> subprocess.CompletedProcess[str]:
     env = sim_env(FCSP_TENANT="subject", FCSP_SM_LIMIT="50", FCSP_LOG_LEVEL="debug", **SIM)
     return subprocess.run(
-        [str(native.probe), "init", "launch", *KERNEL, "120"], env=env, capture_output=True, text=True, timeout=120
+        [str(native.probe), "init", "launch", *KERNEL, "120"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
     )
 
 

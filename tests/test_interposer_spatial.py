@@ -1,7 +1,7 @@
 """Spatial mode on the interposer's side (FCSP_SM_MODE=spatial): the job is pointed at the node's MPS pipe
-directory with its share as the active thread percentage, and time slices stand aside only for a process that
-NVML lists as an MPS client of the GPU. Without MPS (the simulated driver has none) the share is still kept, by
-time slices, so asking for spatial mode never lifts a cap."""
+directory with its share as the active thread percentage, and time slices stand aside only for a process
+that NVML lists as an MPS client of the GPU. Without MPS (the simulated driver has none) the share is
+still kept, by time slices, so asking for spatial mode never lifts a cap."""
 
 from __future__ import annotations
 

@@ -10,7 +10,9 @@ from pathlib import Path
 
 import pytest
 
-H200_TABLE = Path(__file__).resolve().parent.parent / "fcsp_core" / "native" / "sim" / "capture_matrix_h200.txt"
+H200_TABLE = (
+    Path(__file__).resolve().parent.parent / "fcsp_core" / "native" / "sim" / "capture_matrix_h200.txt"
+)
 SIM = {"mem": "8G", "kernel_us": "default=100"}
 
 
@@ -40,9 +42,9 @@ def test_simulated_capture_rules_are_the_h200s(native, sim_env):
 
 @pytest.mark.parametrize("mode", ["global", "thread_local", "relaxed"])
 def test_capture_storm_beside_a_capped_launcher(native, sim_env, mode):
-    """One thread launches capped kernels on stream 1 (timed by fcsp's sampler) while the main thread captures
-    300 graphs on stream 2: none is invalidated. Before fcsp kept its unsafe calls (cuStreamQuery on the launch
-    path, cuEventQuery in the sampler thread) out of open captures, global mode lost some of them."""
+    """One thread launches capped kernels on stream 1 (timed by fcsp's sampler) while the main thread
+    captures 300 graphs on stream 2: none is invalidated. Before fcsp kept its unsafe calls (cuStreamQuery on
+    the launch path, cuEventQuery in the sampler thread) out of open captures, global mode lost some."""
     env = sim_env(FCSP_TENANT="storm", FCSP_SM_LIMIT="12", **SIM)
     out = _run(native, env, "storm", mode, "300")
     assert out.returncode == 0, out.stdout + out.stderr
