@@ -16,7 +16,7 @@ import pytest
 
 from fcsp_core.node.command import _overrides, register
 from fcsp_core.node.config import MpsConfig, load
-from fcsp_core.node.mps import MpsManager, policy_shares
+from fcsp_core.node.mps import MpsManager, policy_shares, process_start_time
 
 FAKE = r'''#!PYTHON
 """A stand-in for nvidia-cuda-mps-control: -d starts a "daemon" (a sleeping process); commands on stdin."""
@@ -47,6 +47,9 @@ for line in sys.stdin:
         f.write(line + "\n")
     if line == "get_server_list":
         print(servers.read_text().strip() if servers.exists() else "")
+    elif line.startswith("get_client_list "):
+        clients = pipe / ("fake_clients_" + line.split()[1])
+        print(clients.read_text().strip() if clients.exists() else "")
     elif line == "quit":
         os.kill(int(pidfile.read_text()), signal.SIGKILL)
 '''
@@ -115,6 +118,17 @@ def test_each_server_gets_its_uids_share_and_the_pipe_dir_is_fenced(fake_mps):
         assert f"set_active_thread_percentage {server.pid} 40" in _log(mgr)
         st = mgr.pipe_dir.stat()
         assert st.st_uid == os.getuid() and st.st_mode & 0o777 == 0o700
+        assert (mgr.region_dir / "mps-clients").read_text() == ""
+        client = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+        try:
+            (mgr.pipe_dir / f"fake_clients_{server.pid}").write_text(f"{client.pid}\n")
+            mgr.poll()
+            listing = mgr.region_dir / "mps-clients"
+            assert listing.read_text() == f"{client.pid} {process_start_time(client.pid)}\n"
+            assert listing.stat().st_mode & 0o777 == 0o644
+        finally:
+            client.kill()
+            client.wait()
         shares[os.getuid()] = 60  # a policy change reaches the running server
         mgr.poll()
         assert f"set_active_thread_percentage {server.pid} 60" in _log(mgr)

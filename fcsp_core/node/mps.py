@@ -7,6 +7,8 @@ when it stops answering, and each poll (every second):
     sm_limit_pct of the policy entries of that uid; uids without one get the configured default): a client's
     CUDA_MPS_ACTIVE_THREAD_PERCENTAGE can only lower the server's limit (measured on an H200), so a job cannot
     raise its share;
+  - lists the clients of its servers in <region dir>/mps-clients (root's; libfcsp leaves a spatial job's
+    share to MPS only once it is listed there, so a job's own MPS daemon buys it nothing);
   - fences the pipe directory to the uid whose server runs (the classic control daemon serves one uid at a
     time: a client of a second uid would wait, measured, until every client of the first has exited): other
     uids cannot reach it, their clients run without MPS, and libfcsp keeps their share by time slices;
@@ -63,6 +65,14 @@ def process_uid(pid: int) -> int | None:
     return None
 
 
+def process_start_time(pid: int) -> int | None:
+    """Field 22 of /proc/<pid>/stat (clock ticks since boot): with the pid, names one process for good."""
+    try:
+        return int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[19])
+    except (OSError, ValueError, IndexError):
+        return None
+
+
 @dataclass
 class MpsState:
     up: bool = False
@@ -74,6 +84,7 @@ class MpsState:
 class MpsManager:
     def __init__(self, cfg: MpsConfig, region_dir: Path, shares: Callable[[], dict[int, int]]) -> None:
         self.cfg = cfg
+        self.region_dir = region_dir
         self.pipe_dir = region_dir / "mps"
         self.log_dir = Path(cfg.log_dir) if cfg.log_dir else region_dir / "mps-log"
         self.shares = shares
@@ -82,6 +93,7 @@ class MpsManager:
         self._log_pos = 0
         self._log_ino: int | None = None
         self._fenced: int | None = -1  # uid the pipe directory is fenced to; None: open; -1: not set yet
+        self._published: str | None = None
 
     # ---- talking to the control daemon ----
 
@@ -180,6 +192,29 @@ class MpsManager:
         self.state.servers = servers
         uids = {uid for uid, _ in servers.values() if uid is not None}
         self._fence(uids.pop() if len(uids) == 1 else None)
+        self._publish_clients(pids)
+
+    def _publish_clients(self, servers: list[int]) -> None:
+        """<region dir>/mps-clients: "pid start-time" of each client of our servers, the list libfcsp believes
+        (root-owned, replaced whole) before it lets MPS keep a job's share instead of time slices."""
+        lines = []
+        for pid in servers:
+            for client in (self.ask(f"get_client_list {pid}") or "").split():
+                start = process_start_time(int(client)) if client.isdigit() else None
+                if start is not None:
+                    lines.append(f"{client} {start}\n")
+        text = "".join(sorted(lines))
+        if text == self._published:
+            return
+        path = self.region_dir / "mps-clients"
+        tmp = path.with_name(f".mps-clients.{os.getpid()}")
+        try:
+            tmp.write_text(text)
+            tmp.chmod(0o644)
+            tmp.replace(path)
+            self._published = text
+        except OSError as exc:
+            log.warning("mps: cannot write %s: %s", path, exc)
 
     def _fence(self, uid: int | None) -> None:
         """Only the uid whose server runs may reach the pipe directory; open to all while none runs."""
@@ -269,4 +304,4 @@ def policy_shares(entries: list[object]) -> dict[int, int]:
     return out
 
 
-__all__ = ["MpsManager", "MpsState", "find_control", "policy_shares", "process_uid"]
+__all__ = ["MpsManager", "MpsState", "find_control", "policy_shares", "process_start_time", "process_uid"]

@@ -163,9 +163,6 @@
 #define FCSP_NVML_USED(X)                                                                                           \
     X(nvmlInit_v2, nvmlReturn_t, (void))                                                                            \
     X(nvmlDeviceGetUUID, nvmlReturn_t, (nvmlDevice_t device, char *uuid, unsigned int length))                   \
-    X(nvmlDeviceGetIndex, nvmlReturn_t, (nvmlDevice_t device, unsigned int *index))                             \
-    X(nvmlDeviceGetHandleByUUID, nvmlReturn_t, (const char *uuid, nvmlDevice_t *device))                        \
-    X(nvmlDeviceGetMPSComputeRunningProcesses_v3, nvmlReturn_t,                                                  \
-      (nvmlDevice_t device, unsigned int *infoCount, nvmlProcessInfo_t *infos))
+    X(nvmlDeviceGetIndex, nvmlReturn_t, (nvmlDevice_t device, unsigned int *index))
 
 #endif /* FCSP_HOOK_TABLE_H */

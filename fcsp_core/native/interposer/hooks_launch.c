@@ -29,7 +29,7 @@ static struct fcsp_sample *gate(const void *handle, int graph, uint64_t blocks, 
     struct fcsp_dev *d = fcsp_dev_current();
     if (!d)
         return NULL;
-    if (fcsp_spatial_on(d) || (fcsp_captures_open() && fcsp_stream_captures(stream, per_thread))) {
+    if (fcsp_spatial_on() || (fcsp_captures_open() && fcsp_stream_captures(stream, per_thread))) {
         fcsp_sm_count(d->gpu, 0, 0);
         return NULL;
     }

@@ -1,19 +1,23 @@
 #include "interposer/sm_spatial.h"
 
+#include <fcntl.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "common/log.h"
-#include "interposer/real_driver.h"
+#include "fcsp/fcsp_api.h"
+#include "interposer/sm_limiter.h"
 #include "interposer/state.h"
 
-#define MAX_CLIENTS 256
+#define RECHECK_NS (100ull * 1000000ull)
+#define LIST_MAX (64 * 1024)
 
-/* Per region GPU: 0 not decided, 1 an MPS client (no time slices), -1 not one (time slices). */
-static _Atomic int decided[FCSP_MAX_GPUS];
+static _Atomic int listed;             /* 1 once found in the node's client list */
+static _Atomic uint64_t next_check_ns; /* when the list may be read again */
 
 __attribute__((constructor)) static void spatial_env_at_load(void)
 {
@@ -36,40 +40,80 @@ void fcsp_spatial_env(void)
         setenv("CUDA_MPS_ACTIVE_THREAD_PERCENTAGE", share, 0);
 }
 
-static int is_mps_client(const struct fcsp_dev *d)
+/* This process's start time (field 22 of /proc/self/stat, clock ticks since boot), 0 if unknown. */
+static unsigned long long self_start_time(void)
 {
-    fcsp_pfn_nvmlInit_v2 init = FCSP_REAL_NVML(nvmlInit_v2);
-    fcsp_pfn_nvmlDeviceGetHandleByUUID by_uuid = FCSP_REAL_NVML(nvmlDeviceGetHandleByUUID);
-    fcsp_pfn_nvmlDeviceGetMPSComputeRunningProcesses_v3 clients =
-        FCSP_REAL_NVML(nvmlDeviceGetMPSComputeRunningProcesses_v3);
-    nvmlDevice_t h;
-    static nvmlProcessInfo_t procs[MAX_CLIENTS];
-    unsigned int n = MAX_CLIENTS;
-    if (!init || !by_uuid || !clients || init() != NVML_SUCCESS || by_uuid(d->uuid, &h) != NVML_SUCCESS ||
-        clients(h, &n, procs) != NVML_SUCCESS)
+    char buf[1024];
+    int fd = open("/proc/self/stat", O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
         return 0;
-    unsigned int self = (unsigned int)getpid();
-    for (unsigned int i = 0; i < n && i < MAX_CLIENTS; i++)
-        if (procs[i].pid == self)
+    ssize_t n = read(fd, buf, sizeof buf - 1);
+    close(fd);
+    if (n <= 0)
+        return 0;
+    buf[n] = '\0';
+    char *p = strrchr(buf, ')'); /* the command name may hold spaces and parentheses */
+    if (!p)
+        return 0;
+    unsigned long long v = 0;
+    /* after ')': field 3 (state) ... field 22 (starttime) */
+    for (int field = 3; field <= 22 && p; field++) {
+        p = strchr(p + 1, ' ');
+        if (p && field == 22)
+            v = strtoull(p + 1, NULL, 10);
+    }
+    return v;
+}
+
+/* Whether "<pid> <start time>" of this process is a line of <region dir>/mps-clients, a regular file owned by
+ * root and writable by nobody else, in a directory of the same kind. */
+static int in_client_list(void)
+{
+    char dir[512], path[640], err[128];
+    struct stat st;
+    if (fcsp_region_dir_default(dir, sizeof dir, err, sizeof err) != FCSP_OK || stat(dir, &st) != 0 ||
+        st.st_uid != 0 || (st.st_mode & 022))
+        return 0;
+    snprintf(path, sizeof path, "%s/mps-clients", dir);
+    int fd = open(path, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
+    if (fd < 0)
+        return 0;
+    static char buf[LIST_MAX + 1];
+    ssize_t n = 0;
+    if (fstat(fd, &st) == 0 && S_ISREG(st.st_mode) && st.st_uid == 0 && !(st.st_mode & 022))
+        n = read(fd, buf, LIST_MAX);
+    close(fd);
+    if (n <= 0)
+        return 0;
+    buf[n] = '\0';
+    char want[64];
+    int len = snprintf(want, sizeof want, "%d %llu\n", (int)getpid(), self_start_time());
+    for (char *line = buf; line && *line; line = strchr(line, '\n') ? strchr(line, '\n') + 1 : NULL)
+        if (strncmp(line, want, (size_t)len) == 0)
             return 1;
     return 0;
 }
 
-int fcsp_spatial_on(struct fcsp_dev *d)
+int fcsp_spatial_on(void)
 {
     if (!fcsp_g.cfg.sm_spatial)
         return 0;
-    /* relaxed: the answer is a value of its own; deciding twice (two first launches) gives the same answer */
-    int v = atomic_load_explicit(&decided[d->gpu], memory_order_relaxed);
-    if (v)
-        return v > 0;
-    v = is_mps_client(d) ? 1 : -1;
-    atomic_store_explicit(&decided[d->gpu], v, memory_order_relaxed);
-    if (v > 0)
-        fcsp_log(FCSP_LOG_INFO, "spatial mode: an MPS client of GPU %s: its SM share is the MPS partition",
-                 d->uuid);
-    else
-        fcsp_log(FCSP_LOG_WARN, "FCSP_SM_MODE=spatial, but this process is not an MPS client of GPU %s (no MPS "
-                                "server of its user there): its SM share is kept by time slices", d->uuid);
-    return v > 0;
+    /* relaxed: a value of its own; a stale 0 only costs one more time-sliced launch */
+    if (atomic_load_explicit(&listed, memory_order_relaxed))
+        return 1;
+    uint64_t now = fcsp_coarse_ns();
+    uint64_t next = atomic_load_explicit(&next_check_ns, memory_order_relaxed);
+    /* relaxed: one thread wins the CAS and reads the list; the others keep time slices meanwhile */
+    if (now < next || !atomic_compare_exchange_strong_explicit(&next_check_ns, &next, now + RECHECK_NS,
+                                                               memory_order_relaxed, memory_order_relaxed))
+        return 0;
+    if (!in_client_list()) {
+        fcsp_log_once(warned, FCSP_LOG_INFO,
+                      "FCSP_SM_MODE=spatial: not (yet) a client of the node's MPS server: time slices keep the "
+                      "SM share meanwhile");
+        return 0;
+    }
+    atomic_store_explicit(&listed, 1, memory_order_relaxed);
+    fcsp_log(FCSP_LOG_INFO, "spatial mode: a client of the node's MPS server: its SM share is the MPS partition");
+    return 1;
 }

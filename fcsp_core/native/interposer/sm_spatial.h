@@ -3,9 +3,11 @@
  *
  * The share is enforced by the MPS server's limit, which `fcsp node` (root) sets per server from the policy; a
  * client's CUDA_MPS_ACTIVE_THREAD_PERCENTAGE can only lower it (measured on an H200: server 25%, client asking
- * 100% got 32 of 132 SMs). So time slices stand aside only while this process really is an MPS client of the GPU
- * (NVML lists it among the MPS server's clients); a job that asked for spatial mode but is not one (no MPS on the
- * node, another uid's server running, the pipe directory out of its reach) keeps its share as time slices. */
+ * 100% got 32 of 132 SMs). So time slices stand aside only for a client of a server of the node's own control
+ * daemon: `fcsp node` lists those clients (pid and start time) in <region dir>/mps-clients, a root-owned file no
+ * job can write. A job that asked for spatial mode but is not listed (no MPS on the node, another uid's server
+ * running, its own MPS daemon, or not yet seen: the list is refreshed every second) keeps its share as time
+ * slices. */
 #ifndef FCSP_SM_SPATIAL_H
 #define FCSP_SM_SPATIAL_H
 
@@ -16,8 +18,8 @@
  * percentage, where the job did not set them itself. */
 void fcsp_spatial_env(void);
 
-/* Whether launches on d are left to MPS (spatial mode, and this process an MPS client of d). Decided once per GPU
- * on the first launch, then one load. */
-int fcsp_spatial_on(struct fcsp_dev *d);
+/* Whether launches are left to MPS: spatial mode, and this process listed as a client of the node's MPS. Once
+ * listed, one load; until then the list is read at most every 100 ms. */
+int fcsp_spatial_on(void);
 
 #endif

@@ -286,17 +286,3 @@ NVML_EXPORT nvmlReturn_t nvmlDeviceGetComputeRunningProcesses_v3(nvmlDevice_t de
 {
     return processes(device, infoCount, infos, put_v3);
 }
-
-/* The simulated node runs no MPS server: no process is an MPS client. */
-NVML_EXPORT nvmlReturn_t nvmlDeviceGetMPSComputeRunningProcesses_v3(nvmlDevice_t device, unsigned int *infoCount,
-                                                                    nvmlProcessInfo_t *infos)
-{
-    (void)infos;
-    nvmlReturn_t rc = NVML_SUCCESS;
-    if (infoCount == NULL)
-        return NVML_ERROR_INVALID_ARGUMENT;
-    if (nvml_sim_index(device, &rc) < 0)
-        return rc;
-    *infoCount = 0;
-    return NVML_SUCCESS;
-}
