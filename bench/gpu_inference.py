@@ -6,7 +6,7 @@ trainers (bench/gpu_inference_worker.py) under three modes, the issue-13 goals a
 
 Modes: native (no fcsp), timeslice (fcsp's SM caps: FCSP_SM_LIMIT), spatial (MPS: the bench runs an MPS
 control daemon of its own and each tenant's share becomes its active thread percentage, as `fcsp node` does
-with mps = true; fcsp still preloaded for its memory cap, FCSP_SM_MODE=spatial). Scenarios: a decode victim
+with mps = true; fcsp still preloaded for its memory cap, no time slices). Scenarios: a decode victim
 alone at 75% and beside a trainer at 25%; N open-loop decode tenants (1, 2, 4, 8 at 60 steps/s, 100/N % each);
 two trainers at 30/70; a capture storm (8 tenants at 12% capturing at start-up, 10 rounds, with PyTorch and
 with the driver-API probe). Prints one table, keeps every figure in DIR/gpu_inference.json, exits 1 if a goal
@@ -58,13 +58,14 @@ class Bench:
             FCSP_TENANT=f"t{self.n}",
             FCSP_MEM_LIMIT="24G",
         )
-        if share < 100:
-            env["FCSP_SM_LIMIT"] = str(share)
         if mode == "spatial":
-            env["FCSP_SM_MODE"] = "spatial"
+            # What a listed client of `fcsp node --mps` gets: the share as its MPS partition, fcsp's memory
+            # cap, no time slices (this bench runs its own control daemon, so it sets the variables itself).
             env["CUDA_MPS_PIPE_DIRECTORY"] = str(self.mps_pipe)
             if share < 100:
                 env["CUDA_MPS_ACTIVE_THREAD_PERCENTAGE"] = str(share)
+        elif share < 100:
+            env["FCSP_SM_LIMIT"] = str(share)
         return env
 
     def group(self, specs: list[tuple[list[str], dict[str, str]]], timeout: float = 300) -> list[dict]:
