@@ -135,7 +135,7 @@ def test_each_server_gets_its_uids_share_and_the_pipe_dir_is_fenced(fake_mps):
         text = b"".join(
             f"{m.name} {[s.value for s in m.samples]}\n".encode() for m in mgr.families("h")
         ).decode()
-        assert "fcsp_mps_server_active_thread_percent [60" in text
+        assert "fcsp_mps_server_active_thread_ratio [0.6" in text
     finally:
         server.kill()
         server.wait()

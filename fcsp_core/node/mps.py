@@ -280,12 +280,12 @@ class MpsManager:
         )
         faults.add_metric([hostname], s.client_faults)
         servers = GaugeMetricFamily(
-            "fcsp_mps_server_active_thread_percent",
-            "The active thread percentage fcsp gave each running MPS server",
+            "fcsp_mps_server_active_thread_ratio",
+            "The active thread share fcsp gave each running MPS server, 0..1",
             labels=["hostname", "uid", "pid"],
         )
         for pid, (uid, pct) in sorted(s.servers.items()):
-            servers.add_metric([hostname, str(uid), str(pid)], pct)
+            servers.add_metric([hostname, str(uid), str(pid)], pct / 100)
         return [up, restarts, faults, servers]
 
     def key(self) -> bytes:
