@@ -183,3 +183,35 @@ def test_a_missing_control_binary_leaves_spatial_mode_off(tmp_path):
     mgr.start()
     mgr.poll()
     assert not mgr.state.up
+
+
+def test_fcsp_node_runs_the_manager(sim_env, tmp_path):
+    """`fcsp node --mps --once` with [mps] control pointing at the fake: the daemon starts it, gives it the
+    policy's share for new servers, and exports the MPS series."""
+    control = tmp_path / "fake-mps-control"
+    control.write_text(FAKE.replace("PYTHON", sys.executable))
+    control.chmod(0o755)
+    config = tmp_path / "node.toml"
+    config.write_text(
+        f'[mps]\ncontrol = "{control}"\n'
+        f'[[policy]]\ntenant = "decode"\nuid = {os.getuid()}\nsm_limit_pct = 75\n'
+    )
+    env = sim_env(preload=False)
+    fcsp = Path(sys.executable).parent / "fcsp"
+    out = subprocess.run(
+        [str(fcsp), "node", "--config", str(config), "--mps", "--once"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    pipe = Path(env["FCSP_REGION_DIR"]) / "mps"
+    try:
+        assert out.returncode == 0, out.stderr
+        assert 'fcsp_mps_up{hostname="' in out.stdout and "fcsp_mps_client_faults_total{" in out.stdout
+        log = (pipe / "fake.log").read_text().splitlines()
+        assert log[:2] == ["start", "set_default_active_thread_percentage 75"]
+    finally:
+        subprocess.run(
+            [str(control)], input="quit\n", env=dict(env, CUDA_MPS_PIPE_DIRECTORY=str(pipe)), text=True
+        )
