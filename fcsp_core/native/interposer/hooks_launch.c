@@ -155,12 +155,20 @@ static CUresult capture_begun(CUresult rc)
     return rc;
 }
 
-/* An end that returned a graph or reported the capture invalidated closed it; other errors (not capturing, the
- * wrong thread) leave it as it was. */
+/* An end closed the capture unless it was refused before looking at one (no capture on the stream, the wrong
+ * thread, a bad argument): a graph, an invalidated or an unjoined capture all end it. */
 static CUresult capture_ended(CUresult rc)
 {
-    if (rc == CUDA_SUCCESS || rc == CUDA_ERROR_STREAM_CAPTURE_INVALIDATED)
-        fcsp_capture_ended();
+    switch (rc) {
+    case CUDA_ERROR_ILLEGAL_STATE:
+    case CUDA_ERROR_STREAM_CAPTURE_UNMATCHED:
+    case CUDA_ERROR_STREAM_CAPTURE_WRONG_THREAD:
+    case CUDA_ERROR_INVALID_VALUE:
+    case CUDA_ERROR_INVALID_HANDLE:
+    case CUDA_ERROR_INVALID_CONTEXT:
+    case CUDA_ERROR_NOT_INITIALIZED: break;
+    default: fcsp_capture_ended(); break;
+    }
     return rc;
 }
 
