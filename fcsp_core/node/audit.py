@@ -121,9 +121,10 @@ class AuditStats:
                 unfenced.add_metric([host, scheduler], self.unfenced.get(scheduler, 0))
             return [up, escapes, unfenced]
 
-    def key(self) -> int:
+    def key(self) -> bytes:
+        """Changes whenever families() would (the exporter's ExtraFamilies)."""
         with self.lock:
-            return self.version
+            return b"audit%d" % self.version
 
 
 @dataclass

@@ -32,7 +32,9 @@ The node daemon: run one per node (as root, from systemd: deploy/systemd/fcsp-no
     plus the context allowance per process
     (dlmopen/RTLD_DEEPBIND of libcuda) is an escape: logged, counted (fcsp_escapes_total), and killed
     (SIGKILL) in scheduler jobs, reported elsewhere (--audit-action);
-  - optionally maintains dcgm-exporter's HPC job-mapping directory (--dcgm-job-map).
+  - optionally maintains dcgm-exporter's HPC job-mapping directory (--dcgm-job-map);
+  - optionally (--mps, [mps] enabled) runs the MPS control daemon for spatial mode: each MPS server gets its
+    user's SM share as active thread percentage, one user's server at a time, client faults counted.
 A second instance on the node refuses to start and says which PID holds the node."""
 
 EPILOG = f"""\
@@ -40,7 +42,8 @@ configuration file (TOML; deploy/fcsp-node.toml documents every key), flags win 
   region_dir, reap_interval_ms, heartbeat_stale_ms, tenant_grace_seconds, rebuild_retry_seconds,
   check_interval_seconds, sm_time_window_seconds, log_level, [metrics] enabled/address/port,
   [metrics] max_connections/idle_timeout_seconds, [audit] enabled/action/interval_ms/context_allowance_bytes,
-  [dcgm] job_map_dir, [[policy]] tenant/uid/mem_limit_bytes/sm_limit_pct
+  [dcgm] job_map_dir, [mps] enabled/control/log_dir/default_active_thread_pct/command_timeout_seconds,
+  [[policy]] tenant/uid/mem_limit_bytes/sm_limit_pct
 
 environment read:
   FCSP_REGION_DIR   the region directory when neither --region-dir nor region_dir is set (default
@@ -93,6 +96,11 @@ def register(sub: Any, formatter: Callable[[str], argparse.HelpFormatter]) -> No
     )
     p.add_argument("--no-audit", action="store_true", help="do not audit processes against NVML")
     p.add_argument("--dcgm-job-map", metavar="DIR", help="maintain dcgm-exporter's job-mapping directory")
+    p.add_argument(
+        "--mps",
+        action="store_true",
+        help="spatial mode: run the MPS control daemon, SM shares as MPS active thread percentages",
+    )
     p.add_argument("--log-level", choices=["debug", "info", "warning", "error"], help="default info")
     p.add_argument(
         "--once", action="store_true", help="one pass (reap, tenant GC, job map), print metrics, exit"
@@ -111,6 +119,7 @@ def _overrides(args: argparse.Namespace) -> dict[str, Any]:
         "audit.action": args.audit_action,
         "audit.enabled": False if args.no_audit else None,
         "log_level": args.log_level,
+        "mps.enabled": True if args.mps else None,
     }
     return {k: v for k, v in pairs.items() if v is not None}
 

@@ -98,6 +98,16 @@ class AuditConfig(_Model):
     context_allowance_bytes: SizeBytes = DEFAULT_CONTEXT_ALLOWANCE
 
 
+class MpsConfig(_Model):
+    """Spatial mode ([mps]): fcsp node runs the MPS control daemon (fcsp_core/node/mps.py)."""
+
+    enabled: bool = False
+    control: str = "nvidia-cuda-mps-control"  # a path, or a name found on PATH or in the driver's bin dirs
+    log_dir: Path | None = None  # None: <region dir>/mps-log
+    default_active_thread_pct: int = Field(default=100, ge=1, le=100)  # uids without a policy share
+    command_timeout_seconds: float = Field(default=5.0, gt=0, le=60)
+
+
 class NodeConfig(_Model):
     """Everything `fcsp node` is told."""
 
@@ -112,6 +122,7 @@ class NodeConfig(_Model):
     metrics: MetricsConfig = Field(default_factory=MetricsConfig)
     dcgm: DcgmConfig = Field(default_factory=DcgmConfig)
     audit: AuditConfig = Field(default_factory=AuditConfig)
+    mps: MpsConfig = Field(default_factory=MpsConfig)
     policy: list[NodePolicy] = Field(default_factory=list, max_length=256)
 
 
@@ -191,4 +202,13 @@ def load(path: Path | None, overrides: dict[str, Any] | None = None) -> NodeConf
         raise ConfigError(f"fcsp node: {source}: {exc}") from None
 
 
-__all__ = ["AuditConfig", "ConfigError", "DcgmConfig", "MetricsConfig", "NodeConfig", "NodePolicy", "load"]
+__all__ = [
+    "AuditConfig",
+    "ConfigError",
+    "DcgmConfig",
+    "MetricsConfig",
+    "MpsConfig",
+    "NodeConfig",
+    "NodePolicy",
+    "load",
+]
