@@ -28,10 +28,10 @@ The node daemon: run one per node (as root, from systemd: deploy/systemd/fcsp-no
     (gpu, UUID, hostname) plus tenant, job_id, user, scheduler;
   - audits (every 200 ms): compares each GPU process's memory as the driver reports it (NVML) with what
     fcsp charged; a process of a fenced Slurm step or Ray worker holding more than a context allowance
-    without fcsp (no LD_PRELOAD, a private region), or attached to another tenant, or a tenant over its cap
-    plus the context allowance per process
-    (dlmopen/RTLD_DEEPBIND of libcuda) is an escape: logged, counted (fcsp_escapes_total), and killed
-    (SIGKILL) in scheduler jobs, reported elsewhere (--audit-action);
+    without fcsp (no LD_PRELOAD, a private region) or attached to another tenant, or one holding memory
+    fcsp never charged while its tenant is over its cap plus the allowance per process (dlmopen or
+    RTLD_DEEPBIND of libcuda), is an escape: logged, counted (fcsp_escapes_total), and killed (SIGKILL)
+    in scheduler jobs, reported elsewhere (--audit-action);
   - optionally maintains dcgm-exporter's HPC job-mapping directory (--dcgm-job-map);
   - optionally (--mps, [mps] enabled) runs the MPS control daemon for spatial mode: each MPS server gets its
     user's SM share as active thread percentage, one user's server at a time, client faults counted.
