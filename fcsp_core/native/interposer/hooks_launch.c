@@ -6,6 +6,7 @@
  * throttling (FCSP_SM_NCCL_BYPASS=0 to charge them): throttling one rank's collective stalls every rank. A graph
  * launch is charged as one unit whose cost, like a kernel's, is learned from timed launches. Copies are never
  * charged. */
+#include "interposer/acct.h"
 #include "interposer/gpu_map.h"
 #include "interposer/hook_lookup.h"
 #include "interposer/kernel_cost.h"
@@ -129,11 +130,11 @@ FCSP_EXPORT CUresult cuLaunchCooperativeKernel_ptsz(CUfunction f, unsigned int g
 FCSP_EXPORT CUresult cuGraphLaunch(CUgraphExec hGraphExec, CUstream hStream)
 {
     fcsp_pfn_cuGraphLaunch real = FCSP_REAL(cuGraphLaunch);
-    LAUNCH(real, hGraphExec, 1, 0, 0, 0, hStream, real(hGraphExec, hStream));
+    LAUNCH(real, hGraphExec, 1, 0, 0, 0, hStream, fcsp_gmem_launch(real, hGraphExec, hStream));
 }
 
 FCSP_EXPORT CUresult cuGraphLaunch_ptsz(CUgraphExec hGraphExec, CUstream hStream)
 {
     fcsp_pfn_cuGraphLaunch_ptsz real = FCSP_REAL(cuGraphLaunch_ptsz);
-    LAUNCH(real, hGraphExec, 1, 0, 0, 0, hStream, real(hGraphExec, hStream));
+    LAUNCH(real, hGraphExec, 1, 0, 0, 0, hStream, fcsp_gmem_launch(real, hGraphExec, hStream));
 }

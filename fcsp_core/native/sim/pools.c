@@ -1,6 +1,8 @@
 /* Memory pools and stream-ordered allocation. A pool keeps freed memory cached (still physically allocated, so it
  * counts in live_bytes) up to its release threshold; the cache is used first by later allocations. The cache is
- * modelled as fungible bytes. */
+ * modelled as fungible bytes. An allocation comes from the pool given, or from the current pool of the stream's
+ * device (whatever context is current). On a capturing stream, cuMemAllocAsync and cuMemFreeAsync allocate and
+ * free nothing: they become graph memory nodes (graph_mem.c). */
 #include <pthread.h>
 #include <stdlib.h>
 
@@ -120,6 +122,12 @@ static CUresult alloc_async(CUdeviceptr *dptr, size_t bytesize, CUmemoryPool poo
     CUresult rc = sim_stream_resolve(hStream, pt, &s);
     if (rc != CUDA_SUCCESS)
         return rc;
+    struct sim_gmem_node m = {s->dev, bytesize, 0};
+    if (sim_capture_mem(s, CU_GRAPH_NODE_TYPE_MEM_ALLOC, &m, &rc)) {
+        if (rc == CUDA_SUCCESS)
+            *dptr = m.addr;
+        return rc;
+    }
     uint64_t addr = 0;
     pthread_mutex_lock(&g_pool_mu);
     struct CUmemPoolHandle_st *p;
@@ -160,6 +168,9 @@ static CUresult free_async(CUdeviceptr dptr, CUstream hStream, int pt)
     struct CUstream_st *s;
     CUresult rc = sim_stream_resolve(hStream, pt, &s);
     if (rc != CUDA_SUCCESS)
+        return rc;
+    struct sim_gmem_node m = {s->dev, 0, dptr};
+    if (sim_capture_mem(s, CU_GRAPH_NODE_TYPE_MEM_FREE, &m, &rc))
         return rc;
     return sim_free_linear(dptr); /* freed at once: later work on the stream cannot use it anyway */
 }

@@ -156,6 +156,29 @@ CUresult sim_kernel_model(const struct sim_kernel *k, int dev, int *nsms, int64_
 /* Checks and models k and queues it on s's timeline. */
 CUresult sim_kernel_enqueue(struct CUstream_st *s, const struct sim_kernel *k);
 
+/* ---- graph_mem.c: graph memory (allocation nodes), materialised at launch ---- */
+struct sim_gmem_node {
+    int dev;
+    uint64_t bytes;
+    uint64_t addr; /* the address the allocation node hands out (the free node's: what it frees) */
+};
+/* What an executable graph allocates, and whether it holds that memory now. Under graph_mem.c's lock. */
+struct sim_gmem_exec {
+    int dev;
+    uint64_t bytes; /* its allocation nodes, all on dev */
+    int frees_all; /* every allocation is freed by a free node of the same graph */
+    int materialised;
+    struct sim_gmem_exec *next; /* every executable graph with graph memory */
+};
+/* Adds an allocation (CU_GRAPH_NODE_TYPE_MEM_ALLOC) or free node to what e allocates; then register it. A graph's
+ * allocation nodes must all be on one device (CUDA_ERROR_NOT_SUPPORTED otherwise). */
+CUresult sim_gmem_exec_add(struct sim_gmem_exec *e, CUgraphNodeType type, const struct sim_gmem_node *m);
+void sim_gmem_exec_register(struct sim_gmem_exec *e, int frees_all);
+/* cuGraphLaunch: materialise e's memory (charged to the device) unless it holds it already. */
+CUresult sim_gmem_launch(struct sim_gmem_exec *e);
+/* cuGraphExecDestroy: e's memory goes back to its device's graph pool, reserved until cuDeviceGraphMemTrim. */
+void sim_gmem_exec_gone(struct sim_gmem_exec *e);
+
 /* ---- graphs.c: stream capture and graphs ---- */
 enum sim_capture_kind {
     SIM_CAPTURE_KERNEL, /* recorded as a kernel node */
@@ -171,6 +194,13 @@ struct sim_capture_op {
     int64_t dur_ns;
     CUgraphExec exec;
 };
+/* Graph memory nodes: add one to a graph (explicit cuGraphAddMem*Node), read an allocation node's parameters. */
+CUresult sim_graph_add_mem_node(CUgraphNode *out, CUgraph h, const CUgraphNode *deps, size_t ndeps,
+                                CUgraphNodeType type, const struct sim_gmem_node *m);
+CUresult sim_graph_mem_node_get(CUgraphNode h, struct sim_gmem_node *out);
+/* cuMemAllocAsync / cuMemFreeAsync on a capturing stream: 1 and *rc when recorded as an allocation node (m->addr
+ * set) or a free node of m->addr (or refused: an invalidated capture); 0 when s does not capture. */
+int sim_capture_mem(struct CUstream_st *s, CUgraphNodeType type, struct sim_gmem_node *m, CUresult *rc);
 /* Streams capturing in this process (begun and not yet ended). Only a hint that lets operations skip the lock
  * while nothing captures: the capture state itself is read under graphs.c's lock. */
 extern atomic_int g_sim_capturing;
