@@ -1,11 +1,11 @@
-"""Every road the driver offers past a memory cap (issue 12), walked by bench/gpu_bypass.c on the simulated driver
-(the same program bench/gpu_bypass.sh runs on a real GPU): VMM handles released while mapped or retained, pools
-that keep what they are given back, graph memory (explicit and captured), stream-ordered allocation on another
-device's stream or pool, legacy IPC, many tiny allocations.
+"""Every road the driver offers past a memory cap (issue 12), walked by bench/gpu_bypass.c on the simulated
+driver (the same program bench/gpu_bypass.sh runs on a real GPU): VMM handles released while mapped or
+retained, pools that keep what they are given back, graph memory (explicit and captured), stream-ordered
+allocation on another device's stream or pool, legacy IPC, many tiny allocations.
 
-For each road: the simulator's memory of the tenant never passes the cap (after every step, and its peak), fcsp's
-figure equals the simulator's after every step and when the process ends, and both are zero after it. Without fcsp
-the same road passes the cap (it is a real road, not one the simulator closes by itself)."""
+For each road: the simulator's memory of the tenant never passes the cap (after every step, and its peak),
+fcsp's figure equals the simulator's after every step and when the process ends, and both are zero after it.
+Without fcsp the same road passes the cap (it is a real road, not one the simulator closes by itself)."""
 
 from __future__ import annotations
 
@@ -41,7 +41,9 @@ def bypass(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def walk(bypass: Path, env: dict[str, str], *args: str) -> list[dict[str, str]]:
     """Run one road; its step lines as dicts (road, what, dev_index, rc, fcsp, dev, devtotal)."""
     done = subprocess.run([str(bypass), *args], env=env, capture_output=True, text=True, timeout=120)
-    assert done.returncode == 0, f"gpu_bypass {' '.join(args)} exited {done.returncode}\n{done.stdout}{done.stderr}"
+    assert done.returncode == 0, (
+        f"gpu_bypass {' '.join(args)} exited {done.returncode}\n{done.stdout}{done.stderr}"
+    )
     steps = []
     for line in done.stdout.splitlines():
         words = line.split()
@@ -52,8 +54,8 @@ def walk(bypass: Path, env: dict[str, str], *args: str) -> list[dict[str, str]]:
 
 
 def check_road(steps: list[dict[str, str]], cap: int, dev_index: int = 0) -> None:
-    """On device dev_index: the process never holds more than the cap, fcsp's charge is the driver's figure after
-    every step, and nothing is left at the end."""
+    """On device dev_index: the process never holds more than the cap, fcsp's charge is the driver's figure
+    after every step, and nothing is left at the end."""
     mine = [s for s in steps if s["dev_index"] == str(dev_index) and s["road"] != "ipc-import"]
     for s in mine:
         assert int(s["dev"]) <= cap, f"the driver holds {s['dev']} bytes past the cap {cap} after {s}"
@@ -74,7 +76,9 @@ def after_exit(env: dict[str, str], sim_stats, tenant: str, cap: int, dev: int =
 
 def without_fcsp_passes_the_cap(bypass: Path, sim_env, *args: str, gpus: int = 1, cap: int = GiB) -> None:
     steps = walk(bypass, sim_env(gpus=gpus, mem="16G", preload=False), *args)
-    assert max(int(s["dev"]) for s in steps if s["dev_index"] == "0") > cap, "the road is not one past the cap"
+    assert max(int(s["dev"]) for s in steps if s["dev_index"] == "0") > cap, (
+        "the road is not one past the cap"
+    )
 
 
 def test_vmm_handle_released_while_mapped_stays_charged(bypass, sim_env, sim_stats):
@@ -105,7 +109,9 @@ def test_pools_are_charged_for_what_they_keep(bypass, sim_env, sim_stats):
     steps = walk(bypass, env, "pool", "768")
     check_road(steps, GiB)
     cycles = [s for s in steps if s["what"] == "pool-alloc-free"]
-    assert cycles[0]["rc"] == "CUDA_SUCCESS" and int(cycles[0]["fcsp"]) == 768 * MiB, "a freed pool block is kept"
+    assert cycles[0]["rc"] == "CUDA_SUCCESS" and int(cycles[0]["fcsp"]) == 768 * MiB, (
+        "a freed pool block is kept"
+    )
     assert len(refused(steps, "pool-alloc-free")) == 5, "the other pools cannot grow while the first keeps it"
     assert refused(steps, "default-pool-alloc-free") and refused(steps, "plain-alloc")
     trims = [s for s in steps if s["what"] == "pool-trim"]
@@ -121,14 +127,18 @@ def test_graph_memory_is_charged_from_launch_to_trim(bypass, sim_env, sim_stats)
     env = sim_env(mem="16G", FCSP_MEM_LIMIT="1G", FCSP_TENANT="road-graph")
     steps = walk(bypass, env, "graph", "768")
     check_road(steps, GiB)
-    assert all(int(s["fcsp"]) == 0 for s in steps if s["what"] == "instantiate"), "instantiation allocates nothing"
+    assert all(int(s["fcsp"]) == 0 for s in steps if s["what"] == "instantiate"), (
+        "instantiation allocates nothing"
+    )
     launches = [s for s in steps if s["what"] == "launch"]
     assert launches[0]["rc"] == "CUDA_SUCCESS" and int(launches[0]["fcsp"]) == 768 * MiB
     assert [s["rc"] for s in launches[1:]] == ["CUDA_ERROR_OUT_OF_MEMORY"] * 3, "a launch past the cap fails"
     by = {s["what"]: s for s in steps}
     assert by["relaunch-first"]["rc"] == "CUDA_SUCCESS", "a materialised graph relaunches within its charge"
     assert by["launch-last-after-trim"]["rc"] == "CUDA_SUCCESS"
-    assert by["capture"]["rc"] == "CUDA_SUCCESS" and int(by["capture"]["fcsp"]) == 0, "a captured alloc is a node"
+    assert by["capture"]["rc"] == "CUDA_SUCCESS" and int(by["capture"]["fcsp"]) == 0, (
+        "a captured alloc is a node"
+    )
     assert by["captured-launch"]["rc"] == "CUDA_SUCCESS" and int(by["captured-launch"]["fcsp"]) == 768 * MiB
     after_exit(env, sim_stats, "road-graph", GiB)
     without_fcsp_passes_the_cap(bypass, sim_env, "graph", "768")
@@ -167,5 +177,7 @@ def test_tiny_allocations_are_charged_as_the_driver_rounds_them(bypass, sim_env,
     steps = walk(bypass, env, "granularity", "100000")
     check_road(steps, cap)
     tiny = next(s for s in steps if s["what"] == "tiny-allocs")
-    assert tiny["rc"] == "CUDA_ERROR_OUT_OF_MEMORY" and int(tiny["fcsp"]) == cap, "1-byte allocations fill the cap"
+    assert tiny["rc"] == "CUDA_ERROR_OUT_OF_MEMORY" and int(tiny["fcsp"]) == cap, (
+        "1-byte allocations fill the cap"
+    )
     after_exit(env, sim_stats, "road-tiny", cap)
