@@ -181,3 +181,23 @@ def test_tiny_allocations_are_charged_as_the_driver_rounds_them(bypass, sim_env,
         "1-byte allocations fill the cap"
     )
     after_exit(env, sim_stats, "road-tiny", cap)
+
+
+def test_a_gpu_past_the_regions_sixteen_is_refused_not_uncapped(sim_env, run_probe, parse_probe, tmp_path):
+    """A node region tracks 16 GPUs. Two simulated nodes of 8 GPUs fill it; a process on a third node's GPU asked
+    for a cap that fcsp cannot keep there: its allocations are refused with one line, never left uncapped."""
+    envs = []
+    for name in ("node-a", "node-b", "node-c"):
+        sim_dir = tmp_path / name
+        sim_dir.mkdir(mode=0o700)
+        envs.append(sim_env(gpus=8, FCSP_SIM_DIR=str(sim_dir), FCSP_MEM_LIMIT="1G", FCSP_TENANT="many"))
+    every_gpu = [w for d in range(8) for w in ("init", str(d), "alloc", "1M")]
+    for env in envs[:2]:
+        rows = parse_probe(run_probe(env, *every_gpu).stdout)
+        assert all(r["status"] == "ok" for r in rows if r["cmd"] == "alloc")
+    done = run_probe(envs[2], "init", "0", "alloc", "1M", "alloc", "1M", "stats")
+    rows = parse_probe(done.stdout)
+    assert [r.get("err") for r in rows if r["cmd"] == "alloc"] == ["CUDA_ERROR_OUT_OF_MEMORY"] * 2
+    assert int(next(r for r in rows if r["cmd"] == "stats")["live_bytes"]) == 0, "the driver was never asked"
+    said = [line for line in done.stderr.splitlines() if "cannot identify CUDA device 0" in line]
+    assert len(said) == 1 and "refused" in said[0], done.stderr

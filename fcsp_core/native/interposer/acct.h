@@ -10,6 +10,14 @@
 #include "interposer/gpu_map.h"
 #include "interposer/real_driver.h"
 
+/* The device to charge an allocation on ordinal to; NULL, with *refuse set, for a device of the driver that fcsp
+ * cannot identify (the node region tracks 16 GPUs, a process 64 ordinals): a process that asked for caps is refused
+ * there (CUDA_ERROR_OUT_OF_MEMORY) rather than left uncapped. *refuse stays 0 where the driver itself would fail
+ * (no such device). */
+struct fcsp_dev *fcsp_dev_to_charge(CUdevice ordinal, int *refuse);
+/* The same for the current context's device (no context: NULL, not refused: the driver answers). */
+struct fcsp_dev *fcsp_dev_current_to_charge(int *refuse);
+
 /* Make *charged (what this process has charged on d for one reservation) equal reserved, what the driver reports
  * it holds: give back the surplus, charge the shortfall (memory the driver already holds is charged, cap or not). */
 void fcsp_settle(struct fcsp_dev *d, uint64_t *charged, uint64_t reserved);

@@ -116,10 +116,11 @@ CUresult fcsp_gmem_launch(fcsp_pfn_cuGraphLaunch real, CUgraphExec exec, CUstrea
         return real(exec, stream);
     pthread_mutex_lock(&g_mu);
     struct gexec_rec *r = sim_map_get(&g_execs, (uint64_t)(uintptr_t)exec);
-    struct fcsp_dev *d = r ? fcsp_dev_by_ordinal(r->ordinal) : NULL;
+    int refuse = 0;
+    struct fcsp_dev *d = r ? fcsp_dev_to_charge(r->ordinal, &refuse) : NULL;
     if (d == NULL) {
         pthread_mutex_unlock(&g_mu);
-        return real(exec, stream);
+        return refuse ? CUDA_ERROR_OUT_OF_MEMORY : real(exec, stream);
     }
     int o = r->ordinal;
     settle(o);

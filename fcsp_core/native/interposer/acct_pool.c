@@ -143,9 +143,10 @@ CUresult fcsp_pool_alloc(const struct fcsp_pool_call *c, CUdeviceptr *dptr, size
         if (ordinal >= 0 && get && get(&current, ordinal) == CUDA_SUCCESS)
             r = rec_of(current, ordinal);
     }
-    struct fcsp_dev *d = r ? fcsp_dev_by_ordinal(r->ordinal) : NULL;
+    int refuse = 0;
+    struct fcsp_dev *d = r ? fcsp_dev_to_charge(r->ordinal, &refuse) : NULL;
     if (d == NULL)
-        return call(c, dptr, size, pool, stream);
+        return refuse ? CUDA_ERROR_OUT_OF_MEMORY : call(c, dptr, size, pool, stream);
     pthread_mutex_lock(&r->mu);
     settle(r, d);
     uint64_t used = pool_attr(r->pool, CU_MEMPOOL_ATTR_USED_MEM_CURRENT, r->handed);

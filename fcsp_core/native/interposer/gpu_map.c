@@ -131,7 +131,8 @@ struct fcsp_dev *fcsp_dev_slow(CUdevice ordinal)
             st = FCSP_DEV_FAILED;
         }
         if (st == FCSP_DEV_FAILED)
-            fcsp_log(FCSP_LOG_WARN, "cannot identify CUDA device %d: its allocations are not capped", (int)ordinal);
+            fcsp_log(FCSP_LOG_WARN, "cannot identify CUDA device %d (a node region tracks %d GPUs): allocations on it "
+                                    "are refused", (int)ordinal, FCSP_MAX_GPUS);
         /* release: fast-path readers (acquire) see the filled entry */
         atomic_store_explicit(&d->state, st, memory_order_release);
     }

@@ -102,9 +102,10 @@ static inline uint64_t linear_bytes(uint64_t size)
 #define ADMIT_CURRENT(real, size, CALL, KEY, KIND, UNDO)                                                            \
     do {                                                                                                            \
         GATE_PROLOGUE(real);                                                                                        \
-        struct fcsp_dev *d_ = g_ == GATE_ENFORCE && (size) > 0 ? fcsp_dev_current() : NULL;                         \
+        int refuse_ = 0;                                                                                            \
+        struct fcsp_dev *d_ = g_ == GATE_ENFORCE && (size) > 0 ? fcsp_dev_current_to_charge(&refuse_) : NULL;       \
         if (!d_)                                                                                                    \
-            return CALL;                                                                                            \
+            return refuse_ ? CUDA_ERROR_OUT_OF_MEMORY : CALL;                                                       \
         if (fcsp_admit(d_, (size)) != 0)                                                                            \
             return CUDA_ERROR_OUT_OF_MEMORY;                                                                        \
         CUresult rc_ = CALL;                                                                                        \
@@ -183,9 +184,11 @@ static uint64_t pitch_estimate(uint64_t width, uint64_t height)
     do {                                                                                                            \
         GATE_PROLOGUE(real);                                                                                        \
         uint64_t est_ = pitch_estimate(WidthInBytes, Height);                                                       \
-        struct fcsp_dev *d_ = g_ == GATE_ENFORCE && est_ && (dptr) && (pPitch) ? fcsp_dev_current() : NULL;         \
+        int refuse_ = 0;                                                                                            \
+        struct fcsp_dev *d_ =                                                                                       \
+            g_ == GATE_ENFORCE && est_ && (dptr) && (pPitch) ? fcsp_dev_current_to_charge(&refuse_) : NULL;         \
         if (!d_)                                                                                                    \
-            return real(dptr, pPitch, WidthInBytes, Height, ElementSizeBytes);                                      \
+            return refuse_ ? CUDA_ERROR_OUT_OF_MEMORY : real(dptr, pPitch, WidthInBytes, Height, ElementSizeBytes); \
         if (fcsp_admit(d_, est_) != 0)                                                                              \
             return CUDA_ERROR_OUT_OF_MEMORY;                                                                        \
         CUresult rc_ = real(dptr, pPitch, WidthInBytes, Height, ElementSizeBytes);                                  \
@@ -295,10 +298,11 @@ FCSP_EXPORT CUresult cuMemCreate(CUmemGenericAllocationHandle *handle, size_t si
     fcsp_pfn_cuMemCreate real = FCSP_REAL(cuMemCreate);
     GATE_PROLOGUE(real);
     struct fcsp_dev *d = NULL;
+    int refuse = 0;
     if (g_ == GATE_ENFORCE && size > 0 && handle && prop && prop->location.type == CU_MEM_LOCATION_TYPE_DEVICE)
-        d = fcsp_dev_by_ordinal(prop->location.id);
+        d = fcsp_dev_to_charge(prop->location.id, &refuse);
     if (!d)
-        return real(handle, size, prop, flags);
+        return refuse ? CUDA_ERROR_OUT_OF_MEMORY : real(handle, size, prop, flags);
     if (fcsp_admit(d, size) != 0)
         return CUDA_ERROR_OUT_OF_MEMORY;
     CUresult rc = real(handle, size, prop, flags);
