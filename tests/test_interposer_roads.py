@@ -184,8 +184,8 @@ def test_tiny_allocations_are_charged_as_the_driver_rounds_them(bypass, sim_env,
 
 
 def test_a_gpu_past_the_regions_sixteen_is_refused_not_uncapped(sim_env, run_probe, parse_probe, tmp_path):
-    """A node region tracks 16 GPUs. Two simulated nodes of 8 GPUs fill it; a process on a third node's GPU asked
-    for a cap that fcsp cannot keep there: its allocations are refused with one line, never left uncapped."""
+    """A node region tracks 16 GPUs. Two simulated nodes of 8 GPUs fill it; a process on a third node's GPU
+    asked for a cap that fcsp cannot keep there: its allocations are refused with one line, never uncapped."""
     envs = []
     for name in ("node-a", "node-b", "node-c"):
         sim_dir = tmp_path / name
@@ -201,3 +201,15 @@ def test_a_gpu_past_the_regions_sixteen_is_refused_not_uncapped(sim_env, run_pro
     assert int(next(r for r in rows if r["cmd"] == "stats")["live_bytes"]) == 0, "the driver was never asked"
     said = [line for line in done.stderr.splitlines() if "cannot identify CUDA device 0" in line]
     assert len(said) == 1 and "refused" in said[0], done.stderr
+
+
+def test_mig_instances_are_capped_each_on_its_own(sim_env, run_probe, parse_probe, sim_stats):
+    """On MIG, cuDeviceGetUuid gives every instance its GPU's UUID; fcsp identifies devices by
+    cuDeviceGetUuid_v2 (the instance's own), so each instance has its own cap and its own total, never one
+    counter shared by instances that are separate memories."""
+    env = sim_env(gpus=2, mem="4G", FCSP_SIM_MIG="1", FCSP_MEM_LIMIT="1G", FCSP_TENANT="mig")
+    rows = parse_probe(
+        run_probe(env, "init", "0", "alloc", "800M", "init", "1", "alloc", "800M", "alloc", "800M").stdout
+    )
+    assert [r["status"] for r in rows if r["cmd"] == "alloc"] == ["ok", "ok", "fail"]
+    assert sim_stats(env, 0)[1] <= GiB and sim_stats(env, 1)[1] <= GiB

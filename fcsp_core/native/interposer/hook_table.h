@@ -153,6 +153,7 @@
     X(cuCtxGetDevice, CUresult, (CUdevice * device))                                                               \
     X(cuDeviceGet, CUresult, (CUdevice * device, int ordinal))                                                     \
     X(cuDeviceGetUuid, CUresult, (CUuuid * uuid, CUdevice dev))                                                    \
+    X(cuDeviceGetUuid_v2, CUresult, (CUuuid * uuid, CUdevice dev))                                                 \
     X(cuDeviceGetAttribute, CUresult, (int *pi, CUdevice_attribute attrib, CUdevice dev))                          \
     X(cuMemPoolGetAttribute, CUresult, (CUmemoryPool pool, CUmemPool_attribute attr, void *value))                \
     X(cuCtxGetCurrent, CUresult, (CUcontext * pctx))                                                               \
