@@ -299,8 +299,9 @@ static int road_pool(uint64_t unit)
     return 0;
 }
 
-/* A graph of one allocation node (and a free node after it, unless outlive). */
-static CUresult graph_of(uint64_t unit, CUgraphExec *exec, CUgraph *graph)
+/* A graph of one allocation node, and a free node after it unless the allocation is to outlive the graph's
+ * launch (*dptr: its address). */
+static CUresult graph_of(uint64_t unit, int outlive, CUgraphExec *exec, CUgraph *graph, CUdeviceptr *dptr)
 {
     CUresult rc = cuGraphCreate(graph, 0);
     if (rc != CUDA_SUCCESS)
@@ -313,8 +314,9 @@ static CUresult graph_of(uint64_t unit, CUgraphExec *exec, CUgraph *graph)
     ap.bytesize = unit;
     CUgraphNode a, f;
     if ((rc = cuGraphAddMemAllocNode(&a, *graph, NULL, 0, &ap)) != CUDA_SUCCESS ||
-        (rc = cuGraphAddMemFreeNode(&f, *graph, &a, 1, ap.dptr)) != CUDA_SUCCESS)
+        (!outlive && (rc = cuGraphAddMemFreeNode(&f, *graph, &a, 1, ap.dptr)) != CUDA_SUCCESS))
         return rc;
+    *dptr = ap.dptr;
     return cuGraphInstantiateWithFlags(exec, *graph, 0);
 }
 
@@ -322,21 +324,25 @@ static void graph_step(const char *what, CUresult rc)
 {
     cuuint64_t reserved = 0;
     cuDeviceGetGraphMemAttribute(0, CU_GRAPH_MEM_ATTR_RESERVED_MEM_CURRENT, &reserved);
-    printf("graphmem what=%s reserved=%" PRIu64 "\n", what, (uint64_t)reserved);
+    cuuint64_t used = 0;
+    cuDeviceGetGraphMemAttribute(0, CU_GRAPH_MEM_ATTR_USED_MEM_CURRENT, &used);
+    printf("graphmem what=%s reserved=%" PRIu64 " used=%" PRIu64 "\n", what, (uint64_t)reserved, (uint64_t)used);
     step(what, rc);
 }
 
-/* Graph memory: explicit allocation nodes (four graphs of one unit each), then cuMemAllocAsync captured. */
+/* Graph memory: four graphs that allocate and free one unit each (they share the pool's memory), two whose unit
+ * outlives the launch (they do not), then cuMemAllocAsync captured. */
 static int road_graph(uint64_t unit)
 {
-    enum { NGRAPHS = 4 };
+    enum { NGRAPHS = 4, NOUT = 2 };
     CUstream s;
     if (cuStreamCreate(&s, CU_STREAM_NON_BLOCKING) != CUDA_SUCCESS)
         return 1;
     CUgraphExec execs[NGRAPHS] = {0};
     CUgraph graphs[NGRAPHS] = {0};
+    CUdeviceptr dptr;
     for (int i = 0; i < NGRAPHS; i++) {
-        if (graph_of(unit, &execs[i], &graphs[i]) != CUDA_SUCCESS)
+        if (graph_of(unit, 0, &execs[i], &graphs[i], &dptr) != CUDA_SUCCESS)
             return 1;
         graph_step("instantiate", CUDA_SUCCESS);
     }
@@ -356,6 +362,29 @@ static int road_graph(uint64_t unit)
         cuGraphDestroy(graphs[i]);
     }
     graph_step("destroy", CUDA_SUCCESS);
+    graph_step("trim", cuDeviceGraphMemTrim(0));
+    /* allocations that outlive their launch hold the pool's memory: the next graph cannot share it */
+    CUgraphExec oexecs[NOUT];
+    CUgraph ographs[NOUT];
+    CUdeviceptr optr[NOUT];
+    int olive[NOUT] = {0};
+    for (int i = 0; i < NOUT; i++)
+        if (graph_of(unit, 1, &oexecs[i], &ographs[i], &optr[i]) != CUDA_SUCCESS)
+            return 1;
+    for (int i = 0; i < NOUT; i++) {
+        rc = cuGraphLaunch(oexecs[i], s);
+        cuStreamSynchronize(s);
+        olive[i] = rc == CUDA_SUCCESS;
+        graph_step("outliving-launch", rc);
+    }
+    for (int i = 0; i < NOUT; i++) {
+        if (olive[i]) /* the driver frees it into the graph pool (the simulator frees it with its graph) */
+            cuMemFreeAsync(optr[i], s);
+        cuStreamSynchronize(s);
+        cuGraphExecDestroy(oexecs[i]);
+        cuGraphDestroy(ographs[i]);
+    }
+    graph_step("outliving-freed-destroyed", CUDA_SUCCESS);
     graph_step("trim", cuDeviceGraphMemTrim(0));
     /* captured: cuMemAllocAsync + cuMemFreeAsync on a capturing stream become graph memory nodes */
     CUgraph g;

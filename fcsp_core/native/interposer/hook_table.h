@@ -176,6 +176,7 @@
     X(cuGraphGetNodes, CUresult, (CUgraph hGraph, CUgraphNode * nodes, size_t * numNodes))                         \
     X(cuGraphNodeGetType, CUresult, (CUgraphNode hNode, CUgraphNodeType * type))                                   \
     X(cuGraphMemAllocNodeGetParams, CUresult, (CUgraphNode hNode, CUDA_MEM_ALLOC_NODE_PARAMS * params_out))        \
+    X(cuGraphMemFreeNodeGetParams, CUresult, (CUgraphNode hNode, CUdeviceptr * dptr_out))                          \
     X(cuDeviceGetGraphMemAttribute, CUresult, (CUdevice device, CUgraphMem_attribute attr, void *value))
 
 /* NVML functions we wrap: X(symbol, ret, params, args) */

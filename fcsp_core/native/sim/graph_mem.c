@@ -1,57 +1,35 @@
 /* Graph memory: allocation nodes (cuGraphAddMemAllocNode, or cuMemAllocAsync captured into a graph) and free
- * nodes, and each device's graph memory pool.
- *
- * As with the driver, an allocation node reserves an address when it is created and costs nothing until an
- * executable graph is launched: the first launch materialises the graph's allocations (charged to the device, or
- * the launch fails with CUDA_ERROR_OUT_OF_MEMORY and nothing runs); the graph keeps that memory for its later
- * launches. Memory an executable graph no longer needs (it was destroyed) stays reserved in the device's graph pool
- * and is reused by the next graph that materialises there; cuDeviceGraphMemTrim gives back the pool's unused
- * memory: what destroyed graphs left, and that of graphs whose free nodes give back everything they allocate
- * (they hold nothing between launches). A graph whose allocations outlive it keeps them until it is destroyed.
- * Simplified: one device per graph's allocation nodes; free nodes of memory allocated outside the graph, and
- * cuMemFree of graph allocations, are not modelled. */
+ * nodes, and each device's graph memory pool, as the driver has them (measured on an H200: bench/gpu_bypass.sh):
+ *   - an allocation node reserves an address when it is made and costs nothing until a launch;
+ *   - a launch takes its allocations from the device's graph pool, which grows (charged to the device, or the
+ *     launch fails with CUDA_ERROR_OUT_OF_MEMORY and nothing runs) only past what it already reserves and does not
+ *     hold for live allocations: graphs that free what they allocate share the same memory, launch after launch;
+ *   - the pool keeps what it grew to (CU_GRAPH_MEM_ATTR_RESERVED_MEM_CURRENT), also after the graphs are
+ *     destroyed, until cuDeviceGraphMemTrim gives back what no live allocation holds;
+ *   - allocations no free node of their graph frees outlive the launch (CU_GRAPH_MEM_ATTR_USED_MEM_CURRENT).
+ * Simplified: one device per graph's allocation nodes; an outliving allocation lives until its graph is destroyed
+ * (cuMemFree of a graph allocation is not modelled), and relaunching such a graph reuses it. */
 #include <pthread.h>
 #include <string.h>
 
 #include "sim_cuda.h"
 
 static pthread_mutex_t g_gmem_mu = PTHREAD_MUTEX_INITIALIZER;
-static struct sim_gmem_exec *g_execs; /* registered, through next */
 static struct {
-    uint64_t used; /* held by executable graphs */
-    uint64_t cached; /* reserved for graphs, held by none */
+    uint64_t reserved; /* the pool: charged to the device */
+    uint64_t live; /* held by outliving allocations */
     uint64_t used_high, reserved_high;
 } g_dev[SIM_MAX_GPUS];
 
-CUresult sim_gmem_exec_add(struct sim_gmem_exec *e, CUgraphNodeType type, const struct sim_gmem_node *m)
+CUresult sim_gmem_exec_add(struct sim_gmem_exec *e, const struct sim_gmem_node *m, int out)
 {
-    if (type != CU_GRAPH_NODE_TYPE_MEM_ALLOC)
-        return CUDA_SUCCESS;
     if (e->bytes > 0 && e->dev != m->dev)
         return CUDA_ERROR_NOT_SUPPORTED;
     e->dev = m->dev;
     e->bytes += m->bytes;
+    if (out)
+        e->out_bytes += m->bytes;
     return CUDA_SUCCESS;
-}
-
-void sim_gmem_exec_register(struct sim_gmem_exec *e, int frees_all)
-{
-    if (e->bytes == 0)
-        return;
-    pthread_mutex_lock(&g_gmem_mu);
-    e->frees_all = frees_all;
-    e->next = g_execs;
-    g_execs = e;
-    pthread_mutex_unlock(&g_gmem_mu);
-}
-
-static void note_high(int dev)
-{
-    uint64_t reserved = g_dev[dev].used + g_dev[dev].cached;
-    if (g_dev[dev].used > g_dev[dev].used_high)
-        g_dev[dev].used_high = g_dev[dev].used;
-    if (reserved > g_dev[dev].reserved_high)
-        g_dev[dev].reserved_high = reserved;
 }
 
 CUresult sim_gmem_launch(struct sim_gmem_exec *e)
@@ -60,36 +38,29 @@ CUresult sim_gmem_launch(struct sim_gmem_exec *e)
         return CUDA_SUCCESS;
     CUresult rc = CUDA_SUCCESS;
     pthread_mutex_lock(&g_gmem_mu);
-    if (!e->materialised) {
-        uint64_t reuse = e->bytes < g_dev[e->dev].cached ? e->bytes : g_dev[e->dev].cached;
-        if (e->bytes > reuse)
-            rc = sim_charge(e->dev, e->bytes - reuse);
-        if (rc == CUDA_SUCCESS) {
-            g_dev[e->dev].cached -= reuse;
-            g_dev[e->dev].used += e->bytes;
-            e->materialised = 1;
-            note_high(e->dev);
-        }
+    int d = e->dev;
+    /* a relaunch reuses its own outliving allocations */
+    uint64_t need = g_dev[d].live - (e->out_live ? e->out_bytes : 0) + e->bytes;
+    if (need > g_dev[d].reserved && (rc = sim_charge(d, need - g_dev[d].reserved)) == CUDA_SUCCESS)
+        g_dev[d].reserved = need;
+    if (rc == CUDA_SUCCESS && !e->out_live && e->out_bytes) {
+        e->out_live = 1;
+        g_dev[d].live += e->out_bytes;
     }
+    if (g_dev[d].live > g_dev[d].used_high)
+        g_dev[d].used_high = g_dev[d].live;
+    if (g_dev[d].reserved > g_dev[d].reserved_high)
+        g_dev[d].reserved_high = g_dev[d].reserved;
     pthread_mutex_unlock(&g_gmem_mu);
     return rc;
 }
 
 void sim_gmem_exec_gone(struct sim_gmem_exec *e)
 {
-    if (e->bytes == 0)
-        return;
     pthread_mutex_lock(&g_gmem_mu);
-    for (struct sim_gmem_exec **pp = &g_execs; *pp; pp = &(*pp)->next) {
-        if (*pp == e) {
-            *pp = e->next;
-            break;
-        }
-    }
-    if (e->materialised) {
-        g_dev[e->dev].used -= e->bytes;
-        g_dev[e->dev].cached += e->bytes;
-        e->materialised = 0;
+    if (e->out_live) {
+        g_dev[e->dev].live -= e->out_bytes;
+        e->out_live = 0;
     }
     pthread_mutex_unlock(&g_gmem_mu);
 }
@@ -142,7 +113,7 @@ SIM_EXPORT CUresult cuGraphMemAllocNodeGetParams(CUgraphNode hNode, CUDA_MEM_ALL
     if (params_out == NULL)
         return CUDA_ERROR_INVALID_VALUE;
     struct sim_gmem_node m;
-    rc = sim_graph_mem_node_get(hNode, &m);
+    rc = sim_graph_mem_node_get(hNode, CU_GRAPH_NODE_TYPE_MEM_ALLOC, &m);
     if (rc != CUDA_SUCCESS)
         return rc;
     memset(params_out, 0, sizeof *params_out);
@@ -154,21 +125,28 @@ SIM_EXPORT CUresult cuGraphMemAllocNodeGetParams(CUgraphNode hNode, CUDA_MEM_ALL
     return CUDA_SUCCESS;
 }
 
+SIM_EXPORT CUresult cuGraphMemFreeNodeGetParams(CUgraphNode hNode, CUdeviceptr *dptr_out)
+{
+    CUresult rc = sim_require_init();
+    if (rc != CUDA_SUCCESS)
+        return rc;
+    if (dptr_out == NULL)
+        return CUDA_ERROR_INVALID_VALUE;
+    struct sim_gmem_node m;
+    rc = sim_graph_mem_node_get(hNode, CU_GRAPH_NODE_TYPE_MEM_FREE, &m);
+    if (rc == CUDA_SUCCESS)
+        *dptr_out = m.addr;
+    return rc;
+}
+
 SIM_EXPORT CUresult cuDeviceGraphMemTrim(CUdevice device)
 {
     CUresult rc = sim_check_device(device);
     if (rc != CUDA_SUCCESS)
         return rc;
     pthread_mutex_lock(&g_gmem_mu);
-    uint64_t give = g_dev[device].cached;
-    g_dev[device].cached = 0;
-    for (struct sim_gmem_exec *e = g_execs; e; e = e->next) {
-        if (e->dev == device && e->materialised && e->frees_all) {
-            e->materialised = 0;
-            g_dev[device].used -= e->bytes;
-            give += e->bytes;
-        }
-    }
+    uint64_t give = g_dev[device].reserved - g_dev[device].live;
+    g_dev[device].reserved = g_dev[device].live;
     if (give)
         sim_uncharge(device, give);
     pthread_mutex_unlock(&g_gmem_mu);
@@ -184,11 +162,9 @@ SIM_EXPORT CUresult cuDeviceGetGraphMemAttribute(CUdevice device, CUgraphMem_att
         return CUDA_ERROR_INVALID_VALUE;
     pthread_mutex_lock(&g_gmem_mu);
     switch (attr) {
-    case CU_GRAPH_MEM_ATTR_USED_MEM_CURRENT: *(cuuint64_t *)value = g_dev[device].used; break;
+    case CU_GRAPH_MEM_ATTR_USED_MEM_CURRENT: *(cuuint64_t *)value = g_dev[device].live; break;
     case CU_GRAPH_MEM_ATTR_USED_MEM_HIGH: *(cuuint64_t *)value = g_dev[device].used_high; break;
-    case CU_GRAPH_MEM_ATTR_RESERVED_MEM_CURRENT:
-        *(cuuint64_t *)value = g_dev[device].used + g_dev[device].cached;
-        break;
+    case CU_GRAPH_MEM_ATTR_RESERVED_MEM_CURRENT: *(cuuint64_t *)value = g_dev[device].reserved; break;
     case CU_GRAPH_MEM_ATTR_RESERVED_MEM_HIGH: *(cuuint64_t *)value = g_dev[device].reserved_high; break;
     default: rc = CUDA_ERROR_INVALID_VALUE; break;
     }

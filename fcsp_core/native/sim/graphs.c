@@ -659,11 +659,11 @@ CUresult sim_graph_add_mem_node(CUgraphNode *out, CUgraph h, const CUgraphNode *
     return rc;
 }
 
-CUresult sim_graph_mem_node_get(CUgraphNode h, struct sim_gmem_node *out)
+CUresult sim_graph_mem_node_get(CUgraphNode h, CUgraphNodeType type, struct sim_gmem_node *out)
 {
     pthread_mutex_lock(&g_mu);
     struct CUgraphNode_st *nd = node_get(h);
-    CUresult rc = nd && nd->type == CU_GRAPH_NODE_TYPE_MEM_ALLOC ? CUDA_SUCCESS : CUDA_ERROR_INVALID_VALUE;
+    CUresult rc = nd && nd->type == type ? CUDA_SUCCESS : CUDA_ERROR_INVALID_VALUE;
     if (rc == CUDA_SUCCESS)
         *out = nd->mem;
     pthread_mutex_unlock(&g_mu);
@@ -694,19 +694,13 @@ int sim_capture_mem(struct CUstream_st *s, CUgraphNodeType type, struct sim_gmem
     return done;
 }
 
-/* Registers e's graph memory, saying whether its free nodes give back every allocation it makes. */
-static void exec_gmem_register(struct CUgraphExec_st *e)
+/* Whether a free node of e frees addr. */
+static int freed_in(const struct CUgraphExec_st *e, uint64_t addr)
 {
-    int frees_all = 1;
-    for (size_t i = 0; frees_all && i < e->n; i++) {
-        if (e->nodes[i].type != CU_GRAPH_NODE_TYPE_MEM_ALLOC)
-            continue;
-        int freed = 0;
-        for (size_t j = 0; !freed && j < e->n; j++)
-            freed = e->nodes[j].type == CU_GRAPH_NODE_TYPE_MEM_FREE && e->nodes[j].mem.addr == e->nodes[i].mem.addr;
-        frees_all = freed;
-    }
-    sim_gmem_exec_register(&e->gmem, frees_all);
+    for (size_t j = 0; j < e->n; j++)
+        if (e->nodes[j].type == CU_GRAPH_NODE_TYPE_MEM_FREE && e->nodes[j].mem.addr == addr)
+            return 1;
+    return 0;
 }
 
 /* ---- executable graphs ---- */
@@ -739,9 +733,10 @@ static CUresult instantiate(CUgraphExec *phGraphExec, CUgraph hGraph)
             e->nodes[i].kernel = g->nodes[i]->kernel;
             e->nodes[i].dur_ns = g->nodes[i]->dur_ns;
             e->nodes[i].mem = g->nodes[i]->mem;
-            if (rc == CUDA_SUCCESS)
-                rc = sim_gmem_exec_add(&e->gmem, g->nodes[i]->type, &g->nodes[i]->mem);
         }
+        for (size_t i = 0; rc == CUDA_SUCCESS && i < e->n; i++)
+            if (e->nodes[i].type == CU_GRAPH_NODE_TYPE_MEM_ALLOC)
+                rc = sim_gmem_exec_add(&e->gmem, &e->nodes[i].mem, !freed_in(e, e->nodes[i].mem.addr));
         if (rc == CUDA_SUCCESS && sim_map_put(&g_execs, (uint64_t)(uintptr_t)e, e) != 0)
             rc = CUDA_ERROR_OUT_OF_MEMORY;
     }
@@ -751,7 +746,6 @@ static CUresult instantiate(CUgraphExec *phGraphExec, CUgraph hGraph)
         free(e);
         return rc;
     }
-    exec_gmem_register(e);
     *phGraphExec = e;
     return CUDA_SUCCESS;
 }

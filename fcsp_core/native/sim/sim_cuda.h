@@ -162,21 +162,20 @@ struct sim_gmem_node {
     uint64_t bytes;
     uint64_t addr; /* the address the allocation node hands out (the free node's: what it frees) */
 };
-/* What an executable graph allocates, and whether it holds that memory now. Under graph_mem.c's lock. */
+/* What an executable graph allocates. Under graph_mem.c's lock. */
 struct sim_gmem_exec {
     int dev;
     uint64_t bytes; /* its allocation nodes, all on dev */
-    int frees_all; /* every allocation is freed by a free node of the same graph */
-    int materialised;
-    struct sim_gmem_exec *next; /* every executable graph with graph memory */
+    uint64_t out_bytes; /* those no free node of the graph gives back: they outlive its launch */
+    int out_live; /* its outliving allocations exist (launched, not destroyed) */
 };
-/* Adds an allocation (CU_GRAPH_NODE_TYPE_MEM_ALLOC) or free node to what e allocates; then register it. A graph's
- * allocation nodes must all be on one device (CUDA_ERROR_NOT_SUPPORTED otherwise). */
-CUresult sim_gmem_exec_add(struct sim_gmem_exec *e, CUgraphNodeType type, const struct sim_gmem_node *m);
-void sim_gmem_exec_register(struct sim_gmem_exec *e, int frees_all);
-/* cuGraphLaunch: materialise e's memory (charged to the device) unless it holds it already. */
+/* Adds an allocation (CU_GRAPH_NODE_TYPE_MEM_ALLOC) node of e; a graph's allocation nodes must all be on one device
+ * (CUDA_ERROR_NOT_SUPPORTED otherwise). out: no free node of the graph frees it. */
+CUresult sim_gmem_exec_add(struct sim_gmem_exec *e, const struct sim_gmem_node *m, int out);
+/* cuGraphLaunch: e's allocations come from its device's graph pool, which grows (charged) only past what it
+ * reserves and does not hold for allocations still live. */
 CUresult sim_gmem_launch(struct sim_gmem_exec *e);
-/* cuGraphExecDestroy: e's memory goes back to its device's graph pool, reserved until cuDeviceGraphMemTrim. */
+/* cuGraphExecDestroy: e's outliving allocations go back to the pool, reserved until cuDeviceGraphMemTrim. */
 void sim_gmem_exec_gone(struct sim_gmem_exec *e);
 
 /* ---- graphs.c: stream capture and graphs ---- */
@@ -197,7 +196,7 @@ struct sim_capture_op {
 /* Graph memory nodes: add one to a graph (explicit cuGraphAddMem*Node), read an allocation node's parameters. */
 CUresult sim_graph_add_mem_node(CUgraphNode *out, CUgraph h, const CUgraphNode *deps, size_t ndeps,
                                 CUgraphNodeType type, const struct sim_gmem_node *m);
-CUresult sim_graph_mem_node_get(CUgraphNode h, struct sim_gmem_node *out);
+CUresult sim_graph_mem_node_get(CUgraphNode h, CUgraphNodeType type, struct sim_gmem_node *out);
 /* cuMemAllocAsync / cuMemFreeAsync on a capturing stream: 1 and *rc when recorded as an allocation node (m->addr
  * set) or a free node of m->addr (or refused: an invalidated capture); 0 when s does not capture. */
 int sim_capture_mem(struct CUstream_st *s, CUgraphNodeType type, struct sim_gmem_node *m, CUresult *rc);

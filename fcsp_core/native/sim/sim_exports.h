@@ -305,6 +305,8 @@
        CUdeviceptr dptr))                                                                                          \
     X(cuGraphMemAllocNodeGetParams, cuGraphMemAllocNodeGetParams, 11040, 0, CUresult,                              \
       (CUgraphNode hNode, CUDA_MEM_ALLOC_NODE_PARAMS * params_out))                                                \
+    X(cuGraphMemFreeNodeGetParams, cuGraphMemFreeNodeGetParams, 11040, 0, CUresult,                                \
+      (CUgraphNode hNode, CUdeviceptr * dptr_out))                                                                 \
     X(cuDeviceGraphMemTrim, cuDeviceGraphMemTrim, 11040, 0, CUresult, (CUdevice device))                           \
     X(cuDeviceGetGraphMemAttribute, cuDeviceGetGraphMemAttribute, 11040, 0, CUresult,                              \
       (CUdevice device, CUgraphMem_attribute attr, void *value))                                                   \
