@@ -2,9 +2,9 @@
  * pool's is 0, but any pool's can be raised to keep everything): that memory is still the process's on the device.
  * So a pool is charged for what it keeps reserved (CU_MEMPOOL_ATTR_RESERVED_MEM_CURRENT), not only for what it
  * hands out:
- *   - an allocation admits only what the pool cannot serve from memory it already reserves (reserved - used),
- *     before the driver is asked; then the pool's charge is settled on what it reports reserved (the surplus is
- *     given back; growth past the estimate, the driver's rounding of a reservation, is charged);
+ *   - an allocation admits what the pool must grow by to serve it beyond the memory it reserves unused
+ *     (reserved - used), rounded as the driver grows pools, before the driver is asked; then the pool's charge is
+ *     settled on what it reports reserved (a surplus is given back; growth past the estimate is charged);
  *   - a free, cuMemPoolTrimTo and cuMemPoolDestroy settle the charge again: the driver gives reserved memory back
  *     at trims and, for memory over the threshold, at synchronisations, so a charge may run above the truth
  *     between a synchronisation and the pool's next operation, never below it.
@@ -98,6 +98,17 @@ static void settle(struct pool_rec *r, struct fcsp_dev *d)
     fcsp_settle(d, &r->charged, reserved);
 }
 
+/* What the pool grows by to serve `short_by` more bytes (measured on an H200, driver 580: whole 2 MiB pages, at
+ * least 32 MiB; a 1-byte allocation reserves 32 MiB): admitted whole, so the growth cannot pass the cap. */
+#define POOL_PAGE (2ull << 20)
+#define POOL_MIN_GROWTH (32ull << 20)
+
+static uint64_t growth(uint64_t short_by)
+{
+    uint64_t g = (short_by + POOL_PAGE - 1) / POOL_PAGE * POOL_PAGE;
+    return g < POOL_MIN_GROWTH ? POOL_MIN_GROWTH : g;
+}
+
 static int capturing(CUstream stream, int per_thread)
 {
     CUstreamCaptureStatus st = CU_STREAM_CAPTURE_STATUS_NONE;
@@ -151,7 +162,7 @@ CUresult fcsp_pool_alloc(const struct fcsp_pool_call *c, CUdeviceptr *dptr, size
     settle(r, d);
     uint64_t used = pool_attr(r->pool, CU_MEMPOOL_ATTR_USED_MEM_CURRENT, r->handed);
     uint64_t room = r->charged > used ? r->charged - used : 0;
-    uint64_t need = size > room ? size - room : 0;
+    uint64_t need = size > room ? growth(size - room) : 0;
     if (need && fcsp_admit(d, need) != 0) {
         pthread_mutex_unlock(&r->mu);
         return CUDA_ERROR_OUT_OF_MEMORY;

@@ -6,7 +6,8 @@
  *     hold for live allocations: graphs that free what they allocate share the same memory, launch after launch;
  *   - the pool keeps what it grew to (CU_GRAPH_MEM_ATTR_RESERVED_MEM_CURRENT), also after the graphs are
  *     destroyed, until cuDeviceGraphMemTrim gives back what no live allocation holds;
- *   - allocations no free node of their graph frees outlive the launch (CU_GRAPH_MEM_ATTR_USED_MEM_CURRENT).
+ *   - allocations no free node of their graph frees outlive the launch;
+ *   - CU_GRAPH_MEM_ATTR_USED_MEM_CURRENT ("associated with graphs") reads what the pool reserves, as on the H200.
  * Simplified: one device per graph's allocation nodes; an outliving allocation lives until its graph is destroyed
  * (cuMemFree of a graph allocation is not modelled), and relaunching such a graph reuses it. */
 #include <pthread.h>
@@ -47,8 +48,8 @@ CUresult sim_gmem_launch(struct sim_gmem_exec *e)
         e->out_live = 1;
         g_dev[d].live += e->out_bytes;
     }
-    if (g_dev[d].live > g_dev[d].used_high)
-        g_dev[d].used_high = g_dev[d].live;
+    if (g_dev[d].reserved > g_dev[d].used_high)
+        g_dev[d].used_high = g_dev[d].reserved;
     if (g_dev[d].reserved > g_dev[d].reserved_high)
         g_dev[d].reserved_high = g_dev[d].reserved;
     pthread_mutex_unlock(&g_gmem_mu);
@@ -162,7 +163,8 @@ SIM_EXPORT CUresult cuDeviceGetGraphMemAttribute(CUdevice device, CUgraphMem_att
         return CUDA_ERROR_INVALID_VALUE;
     pthread_mutex_lock(&g_gmem_mu);
     switch (attr) {
-    case CU_GRAPH_MEM_ATTR_USED_MEM_CURRENT: *(cuuint64_t *)value = g_dev[device].live; break;
+    /* "associated with graphs": on the H200 always what the pool reserves */
+    case CU_GRAPH_MEM_ATTR_USED_MEM_CURRENT: *(cuuint64_t *)value = g_dev[device].reserved; break;
     case CU_GRAPH_MEM_ATTR_USED_MEM_HIGH: *(cuuint64_t *)value = g_dev[device].used_high; break;
     case CU_GRAPH_MEM_ATTR_RESERVED_MEM_CURRENT: *(cuuint64_t *)value = g_dev[device].reserved; break;
     case CU_GRAPH_MEM_ATTR_RESERVED_MEM_HIGH: *(cuuint64_t *)value = g_dev[device].reserved_high; break;

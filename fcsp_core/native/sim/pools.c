@@ -68,13 +68,22 @@ static void maybe_free(struct CUmemPoolHandle_st *p)
     }
 }
 
+/* What a pool grows by to serve `short` more bytes: whole 2 MiB pages, at least 32 MiB (as the H200's driver 580
+ * does: a 1-byte allocation reserves 32 MiB, a 768 MiB one 768 MiB). */
+static uint64_t growth(uint64_t short_by)
+{
+    uint64_t g = (short_by + SIM_GRANULARITY - 1) / SIM_GRANULARITY * SIM_GRANULARITY;
+    return g < SIM_POOL_MIN_GROWTH ? SIM_POOL_MIN_GROWTH : g;
+}
+
 static CUresult pool_alloc(struct CUmemPoolHandle_st *p, uint64_t bytes, CUcontext ctx, uint64_t *out)
 {
     struct sim_alloc *a = calloc(1, sizeof *a);
     if (a == NULL)
         return CUDA_ERROR_OUT_OF_MEMORY;
     uint64_t reuse = bytes < p->cached ? bytes : p->cached;
-    if (bytes > reuse && sim_charge(p->dev, bytes - reuse) != CUDA_SUCCESS) {
+    uint64_t grow = bytes > reuse ? growth(bytes - reuse) : 0;
+    if (grow && sim_charge(p->dev, grow) != CUDA_SUCCESS) {
         free(a);
         return CUDA_ERROR_OUT_OF_MEMORY;
     }
@@ -86,12 +95,14 @@ static CUresult pool_alloc(struct CUmemPoolHandle_st *p, uint64_t bytes, CUconte
     a->ctx = ctx;
     a->pool = p;
     if (addr == 0 || sim_map_put(&g_sim_ptrs, addr, a) != 0) {
-        if (bytes > reuse)
-            sim_uncharge(p->dev, bytes - reuse);
+        if (grow)
+            sim_uncharge(p->dev, grow);
         free(a);
         return CUDA_ERROR_OUT_OF_MEMORY;
     }
     p->cached -= reuse;
+    if (grow)
+        p->cached += grow - (bytes - reuse); /* the rest of the growth is reserved, unused */
     p->used += bytes;
     if (p->used > p->used_high)
         p->used_high = p->used;

@@ -13,6 +13,7 @@
 
 #define SIM_DRIVER_VERSION 13000
 #define SIM_GRANULARITY (2ULL << 20)
+#define SIM_POOL_MIN_GROWTH (32ULL << 20) /* the least a memory pool grows by */
 #define SIM_QUEUE_DEPTH 1024
 
 /* ---- init.c: configuration and the node, valid once cuInit succeeded ---- */
