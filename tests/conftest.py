@@ -540,7 +540,7 @@ def node_daemon(native: Native, tmp_path: Path) -> Iterator[Callable[..., NodeDa
 
 @dataclass(frozen=True)
 class LocalUser:
-    """A real local user created by the tests (as root). Runs commands with its uid and gid, no other groups."""
+    """A real local user created by the tests (as root); runs commands as its uid and gid, no other groups."""
 
     name: str
     uid: int

@@ -50,7 +50,8 @@ CUresult fcsp_pool_destroy(fcsp_pfn_cuMemPoolDestroy real, CUmemoryPool pool);
 
 /* ---- graph memory: charged from the launch that materialises it until trim or destruction gives it back ---- */
 CUresult fcsp_gmem_instantiated(CUresult rc, CUgraphExec *exec, CUgraph graph);
-CUresult fcsp_gmem_launch(fcsp_pfn_cuGraphLaunch real, CUgraphExec exec, CUstream stream);
+/* A graph launch (per_thread: through cuGraphLaunch_ptsz); one into a capturing stream allocates nothing now. */
+CUresult fcsp_gmem_launch(fcsp_pfn_cuGraphLaunch real, CUgraphExec exec, CUstream stream, int per_thread);
 CUresult fcsp_gmem_exec_destroy(fcsp_pfn_cuGraphExecDestroy real, CUgraphExec exec);
 CUresult fcsp_gmem_trim(fcsp_pfn_cuDeviceGraphMemTrim real, CUdevice dev);
 

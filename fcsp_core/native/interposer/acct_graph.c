@@ -21,6 +21,7 @@
 
 #include "interposer/acct.h"
 #include "interposer/admission.h"
+#include "interposer/capture_watch.h"
 #include "interposer/state.h"
 #include "../sim/sim_map.h"
 
@@ -123,10 +124,11 @@ CUresult fcsp_gmem_instantiated(CUresult rc, CUgraphExec *exec, CUgraph graph)
     return rc;
 }
 
-CUresult fcsp_gmem_launch(fcsp_pfn_cuGraphLaunch real, CUgraphExec exec, CUstream stream)
+CUresult fcsp_gmem_launch(fcsp_pfn_cuGraphLaunch real, CUgraphExec exec, CUstream stream, int per_thread)
 {
     /* acquire: pairs with the release increment at instantiation */
-    if (__builtin_expect(atomic_load_explicit(&g_nexecs, memory_order_acquire) == 0, 1))
+    if (__builtin_expect(atomic_load_explicit(&g_nexecs, memory_order_acquire) == 0, 1) ||
+        fcsp_stream_captures(stream, per_thread))
         return real(exec, stream);
     pthread_mutex_lock(&g_mu);
     struct gexec_rec *r = sim_map_get(&g_execs, (uint64_t)(uintptr_t)exec);

@@ -17,6 +17,7 @@
 
 #include "interposer/acct.h"
 #include "interposer/admission.h"
+#include "interposer/capture_watch.h"
 #include "interposer/state.h"
 #include "../sim/sim_map.h"
 
@@ -109,17 +110,6 @@ static uint64_t growth(uint64_t short_by)
     return g < POOL_MIN_GROWTH ? POOL_MIN_GROWTH : g;
 }
 
-static int capturing(CUstream stream, int per_thread)
-{
-    CUstreamCaptureStatus st = CU_STREAM_CAPTURE_STATUS_NONE;
-    if (per_thread) {
-        fcsp_pfn_cuStreamIsCapturing_ptsz f = FCSP_REAL(cuStreamIsCapturing_ptsz);
-        return f && f(stream, &st) == CUDA_SUCCESS && st != CU_STREAM_CAPTURE_STATUS_NONE;
-    }
-    fcsp_pfn_cuStreamIsCapturing f = FCSP_REAL(cuStreamIsCapturing);
-    return f && f(stream, &st) == CUDA_SUCCESS && st != CU_STREAM_CAPTURE_STATUS_NONE;
-}
-
 /* The device a stream's work runs on; the current context's without cuStreamGetDevice (drivers before 12.8). */
 static int stream_ordinal(CUstream stream, int per_thread)
 {
@@ -142,7 +132,7 @@ static CUresult call(const struct fcsp_pool_call *c, CUdeviceptr *dptr, size_t s
 CUresult fcsp_pool_alloc(const struct fcsp_pool_call *c, CUdeviceptr *dptr, size_t size, CUmemoryPool pool,
                          CUstream stream)
 {
-    if (dptr == NULL || capturing(stream, c->per_thread))
+    if (dptr == NULL || fcsp_stream_captures(stream, c->per_thread))
         return call(c, dptr, size, pool, stream);
     struct pool_rec *r = NULL;
     if (c->from_pool) {
