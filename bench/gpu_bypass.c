@@ -12,7 +12,8 @@
  *   gpu_bypass ROAD [SIZE_MIB|COUNT]   ROAD: vmm vmm-retain pool graph stream ipc (SIZE_MIB: the unit, default
  *                                      512) or granularity (COUNT 1-byte allocations, default 100000); probes of
  *                                      the driver's rules: pool-rules (when pools give memory back), module
- *                                      (a PTX module with a SIZE_MIB __device__ array)
+ *                                      (a PTX module with a SIZE_MIB __device__ array, then one of twice that)
+ *   gpu_bypass module-file PATH        a module image file (PTX, cubin, fatbin) as a module and as a library
  *
  * Exit status 0 when the road ran (refusals are results, not failures), 1 on a setup failure, 2 on bad usage. */
 #define _GNU_SOURCE
@@ -77,7 +78,11 @@ extern char **environ;
     X(cuIpcOpenMemHandle_v2, (CUdeviceptr *, CUipcMemHandle, unsigned int))                                         \
     X(cuIpcCloseMemHandle, (CUdeviceptr))                                                                           \
     X(cuModuleLoadData, (CUmodule *, const void *))                                                                 \
-    X(cuModuleUnload, (CUmodule))
+    X(cuModuleUnload, (CUmodule))                                                                                   \
+    X(cuModuleLoad, (CUmodule *, const char *))                                                                     \
+    X(cuLibraryLoadFromFile,                                                                                        \
+      (CUlibrary *, const char *, CUjit_option *, void **, unsigned int, CUlibraryOption *, void **, unsigned int)) \
+    X(cuLibraryUnload, (CUlibrary))
 
 #define DECLARE(name, params) static CUresult(*name) params;
 CUDA_FNS(DECLARE)
@@ -546,19 +551,48 @@ static int road_pool_rules(uint64_t unit)
     return 0;
 }
 
-/* A module whose PTX declares a large __device__ array: what loading it costs the device. */
-static int road_module(uint64_t unit)
+/* A PTX module with a __device__ array of bytes bytes. */
+static CUresult load_ptx_array(CUmodule *m, uint64_t bytes)
 {
     char ptx[512];
     snprintf(ptx, sizeof ptx,
              ".version 8.0\n.target sm_90\n.address_size 64\n.visible .global .align 8 .b8 big[%" PRIu64
              "];\n.visible .entry touch()\n{\n\tret;\n}\n",
-             unit);
+             bytes);
+    return cuModuleLoadData(m, ptx);
+}
+
+/* Modules whose PTX declares a large __device__ array: what loading one costs the device, and a second one twice
+ * as large (past a cap of up to three units: refused before the driver loads it). */
+static int road_module(uint64_t unit)
+{
+    CUmodule m, big;
+    CUresult rc = load_ptx_array(&m, unit);
+    step("load", rc);
+    CUresult rc2 = load_ptx_array(&big, 2 * unit);
+    step("load-past-cap", rc2);
+    if (rc2 == CUDA_SUCCESS)
+        step("unload-past-cap", cuModuleUnload(big));
+    if (rc == CUDA_SUCCESS)
+        step("unload", cuModuleUnload(m));
+    step("end", CUDA_SUCCESS);
+    return 0;
+}
+
+/* A module image from a file (PTX, cubin or fatbin), loaded as a module (cuModuleLoad) and as a library
+ * (cuLibraryLoadFromFile, with the context current). */
+static int road_module_file(const char *path)
+{
     CUmodule m;
-    CUresult rc = cuModuleLoadData(&m, ptx);
+    CUresult rc = cuModuleLoad(&m, path);
     step("load", rc);
     if (rc == CUDA_SUCCESS)
         step("unload", cuModuleUnload(m));
+    CUlibrary lib;
+    rc = cuLibraryLoadFromFile(&lib, path, NULL, NULL, 0, NULL, NULL, 0);
+    step("library-load", rc);
+    if (rc == CUDA_SUCCESS)
+        step("library-unload", cuLibraryUnload(lib));
     step("end", CUDA_SUCCESS);
     return 0;
 }
@@ -566,7 +600,7 @@ static int road_module(uint64_t unit)
 int main(int argc, char **argv)
 {
     if (argc < 2 || argc > 3) {
-        fprintf(stderr, "usage: gpu_bypass vmm|vmm-retain|pool|pool-rules|module|graph|stream|ipc|granularity [SIZE_MIB|COUNT]\n");
+        fprintf(stderr, "usage: gpu_bypass vmm|vmm-retain|pool|pool-rules|module|graph|stream|ipc|granularity [SIZE_MIB|COUNT], or module-file PATH\n");
         return 2;
     }
     g_road = argv[1];
@@ -581,6 +615,8 @@ int main(int argc, char **argv)
         return road_pool_rules(unit);
     if (strcmp(g_road, "module") == 0)
         return road_module(unit);
+    if (strcmp(g_road, "module-file") == 0 && argc == 3)
+        return road_module_file(argv[2]);
     if (strcmp(g_road, "vmm") == 0)
         return road_vmm(unit);
     if (strcmp(g_road, "vmm-retain") == 0)

@@ -56,8 +56,8 @@ walk() {
     rm -rf "$region"
 }
 
-ROADS="vmm:512 vmm-retain:512 pool:768 graph:768 ipc:768 granularity:100000"
-PROBES="pool-rules:256 module:1024"
+ROADS="vmm:512 vmm-retain:512 pool:768 graph:768 ipc:768 granularity:100000 module:512"
+PROBES="pool-rules:256"
 ngpus=$(nvidia-smi -L 2>/dev/null | grep -c '^GPU')
 [ "${ngpus:-1}" -ge 2 ] && ROADS="$ROADS stream:600"
 for ra in $ROADS $PROBES; do
