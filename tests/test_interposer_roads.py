@@ -18,7 +18,8 @@ from pathlib import Path
 
 import pytest
 
-from fcsp_core.region import read_snapshot
+from fcsp_core.region import Region, read_snapshot
+from fcsp_core.region_node import Reaper
 
 ROOT = Path(__file__).resolve().parent.parent
 GiB = 1 << 30
@@ -372,3 +373,65 @@ def test_a_fatbin_that_cannot_be_read_is_charged_what_the_load_took(bypass, sim_
     assert all(int(s["fcsp"]) == int(s["dev"]) == 0 for s in steps), "unloaded again, nothing charged"
     live, peak = sim_stats(env, 0)
     assert live == 0 and peak == 1100 * MiB, "only while the load was measured did the driver hold it"
+
+
+# ---- VMM memory shared between processes: exported to a POSIX fd, passed over a unix socket (SCM_RIGHTS),
+# imported and mapped by another process ----
+
+
+def share_steps(steps: list[dict[str, str]]) -> tuple[dict[str, dict[str, str]], dict[str, dict[str, str]]]:
+    ours = [s for s in steps if s["road"].startswith("vmm-share")]
+    importer = {s["what"]: s for s in ours if not s["road"].startswith("vmm-share-export")}
+    exporter = {s["what"]: s for s in ours if s["road"].startswith("vmm-share-export")}
+    return importer, exporter
+
+
+def test_vmm_memory_shared_through_an_fd_stays_the_exporters(bypass, sim_env, sim_stats):
+    """The importer maps the exporter's physical memory: the driver charges it nothing and neither does fcsp
+    (the tenant pays once, through the exporter, until the exporter's own unmap and release). The memory
+    outlives the exporter's hold while the importer maps it, and is freed with the importer's last hold."""
+    env = sim_env(mem="16G", FCSP_MEM_LIMIT="1G", FCSP_TENANT="road-share")
+    importer, exporter = share_steps(walk(bypass, env, "vmm-share", "512"))
+    for what in ("import", "import-map", "import-fd-closed"):
+        s = importer[what]
+        assert s["rc"] == "CUDA_SUCCESS", s
+        assert int(s["dev"]) == 0, "the driver charges the importer nothing"
+        assert int(s["fcsp"]) == 512 * MiB, "the tenant is charged once, by the exporter"
+        assert int(s["devtotal"]) == 512 * MiB, "one physical allocation"
+    assert int(exporter["export"]["fcsp"]) == int(exporter["export"]["dev"]) == 512 * MiB
+    gone = importer["exporter-exited"]
+    assert int(gone["devtotal"]) == int(gone["dev"]) == 512 * MiB, (
+        "the driver keeps the memory the importer maps, now held by the importer alone"
+    )
+    assert int(gone["fcsp"]) == 0, "the exporter's charge ended with its own unmap and release (see README)"
+    assert int(importer["import-unmap"]["devtotal"]) == 512 * MiB, "the importer's handle still holds it"
+    assert int(importer["import-release"]["devtotal"]) == 0
+    assert importer["end"]["fcsp"] == importer["end"]["dev"] == "0"
+    after_exit(env, sim_stats, "road-share", GiB)
+
+
+def test_vmm_memory_shared_through_an_fd_outlives_a_killed_exporter(bypass, sim_env, sim_stats):
+    env = sim_env(mem="16G", FCSP_MEM_LIMIT="1G", FCSP_TENANT="road-share-crash")
+    importer, exporter = share_steps(walk(bypass, env, "vmm-share-crash", "512"))
+    assert "export-let-go" not in exporter
+    gone = importer["exporter-exited"]
+    assert int(gone["devtotal"]) == int(gone["dev"]) == 512 * MiB, (
+        "the driver reaps the exporter, not the memory the importer maps"
+    )
+    assert int(importer["import-release"]["devtotal"]) == 0
+    with Region.open(env["FCSP_REGION_DIR"]) as region:
+        Reaper(region).reap()  # the node daemon's pass: the killed exporter's charge goes with its slot
+    after_exit(env, sim_stats, "road-share-crash", GiB)
+
+
+def test_an_open_shareable_fd_alone_keeps_the_memory(bypass, sim_env, sim_stats):
+    """The exporter unmaps, releases and exits before the import: the fd in flight is a reference too."""
+    env = sim_env(mem="16G", FCSP_MEM_LIMIT="1G", FCSP_TENANT="road-share-fd")
+    importer, exporter = share_steps(walk(bypass, env, "vmm-share-fd-only", "512"))
+    assert int(exporter["export-let-go"]["devtotal"]) == 512 * MiB, "its exported fd still refers to it"
+    held = importer["exporter-exited-fd-held"]
+    assert int(held["devtotal"]) == 512 * MiB and int(held["dev"]) == 0
+    assert importer["import-map"]["rc"] == "CUDA_SUCCESS"
+    assert int(importer["import-map"]["dev"]) == 512 * MiB, "held by the importer's handle now"
+    assert int(importer["import-release"]["devtotal"]) == 0, "fd closed, handle released: freed"
+    after_exit(env, sim_stats, "road-share-fd", GiB)

@@ -159,6 +159,11 @@
       (CUmemGenericAllocationHandle * handle, size_t size, const CUmemAllocationProp *prop,                        \
        unsigned long long flags))                                                                                  \
     X(cuMemRelease, cuMemRelease, 10020, 0, CUresult, (CUmemGenericAllocationHandle handle))                       \
+    X(cuMemExportToShareableHandle, cuMemExportToShareableHandle, 10020, 0, CUresult,                              \
+      (void *shareableHandle, CUmemGenericAllocationHandle handle, CUmemAllocationHandleType handleType,           \
+       unsigned long long flags))                                                                                  \
+    X(cuMemImportFromShareableHandle, cuMemImportFromShareableHandle, 10020, 0, CUresult,                          \
+      (CUmemGenericAllocationHandle * handle, void *osHandle, CUmemAllocationHandleType shHandleType))             \
     X(cuMemRetainAllocationHandle, cuMemRetainAllocationHandle, 11000, 0, CUresult,                                \
       (CUmemGenericAllocationHandle * handle, void *addr))                                                         \
     /* legacy IPC */                                                                                               \
