@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 
 from fcsp_core.config import PolicyEntry
-from fcsp_core.region import Region, policy_put, policy_remove, read_snapshot
+from fcsp_core.region import Region, policy_put, policy_remove, read_snapshot, region_file_path
 
 MiB = 1 << 20
 REPO = Path(__file__).resolve().parent.parent
@@ -178,7 +178,7 @@ def test_a_reclaim_left_halfway_is_finished_exactly(
     keep = _holder(native, env, "300M")
     victim = _holder(native, env, "700M")
     try:
-        region_file = str(Path(env["FCSP_REGION_DIR"]) / "region")
+        region_file = str(region_file_path(env["FCSP_REGION_DIR"]))
         victim.kill()
         victim.wait(timeout=30)
         region_poke(region_file, "reaping", str(victim.pid), *(["partial"] if partial else []))
@@ -199,7 +199,7 @@ def test_a_miscounted_tenant_is_repaired_and_leaves(native, sim_env, node_daemon
     recounts from the slots, so the (environment) tenant still goes with its last process."""
     env = sim_env(mem="8G", FCSP_TENANT="count", FCSP_MEM_LIMIT="1G")
     keep = _holder(native, env, "64M")
-    region_poke(str(Path(env["FCSP_REGION_DIR"]) / "region"), "nprocs", "count", "3")
+    region_poke(str(region_file_path(env["FCSP_REGION_DIR"])), "nprocs", "count", "3")
     daemon = node_daemon(sim_env(mem="8G", preload=False))
     daemon.wait_log(r"tenant count counted 3 processes, its slots say 1")
     assert read_snapshot(env["FCSP_REGION_DIR"]).tenant("count").nprocs == 1

@@ -31,16 +31,18 @@ from fcsp_core.node.nvml import NvmlView
 from fcsp_core.node.pidwatch import PidWatcher
 from fcsp_core.node.rates import SmTimeRates
 from fcsp_core.node.reaper import ReapLoop
-from fcsp_core.node.region_guard import Refused, open_region
+from fcsp_core.node.region_guard import OtherFiles, Refused, open_region
 from fcsp_core.node.tenant_gc import TenantGC
 from fcsp_core.region import (
     FcspBusyError,
     FcspError,
     FcspStaleError,
     Region,
+    RegionFile,
     fcsp_version,
     policy_list,
     policy_put,
+    region_file_path,
 )
 from fcsp_core.region_node import RawSnapshot
 
@@ -72,6 +74,20 @@ class RegionHolder:
                     continue  # slots changed hands all through the copy: try again
             raise FcspBusyError(-7, "the region's slots kept changing during the snapshot")
 
+    def rescan(self) -> list[RegionFile]:
+        """Map new uids' files (under the lock: it changes what snapshots read); returns the files."""
+        with self._lock:
+            if self.region is None:
+                return []
+            self.region.rescan()
+            return self.region.files()
+
+    def check(self) -> None:
+        """region_node.check (under the lock: it unmaps another uid's corrupt file)."""
+        with self._lock:
+            if self.region is not None:
+                region_node.check(self.region)
+
     def replace(self, region: Region | None) -> None:
         with self._lock:
             old, self.region = self.region, region
@@ -100,6 +116,7 @@ class NodeDaemon:
         self._next_open = 0.0
         self._last_refusal: tuple[str, float] | None = None
         self.lock = NodeLock(region_dir)
+        self.others = OtherFiles()
 
     # ---- setup ---------------------------------------------------------------------------------------------
 
@@ -165,7 +182,7 @@ class NodeDaemon:
         try:
             result: Region | Refused = open_region(self.region_dir)
         except FcspError as exc:
-            result = Refused(path=self.region_dir / "region", reason=exc.message, holders=())
+            result = Refused(path=region_file_path(self.region_dir), reason=exc.message, holders=())
         if isinstance(result, Refused):
             self._next_open = time.monotonic() + self.config.rebuild_retry_seconds
             self._report_refusal(result.describe())
@@ -218,7 +235,8 @@ class NodeDaemon:
             pass  # already woken
 
     def housekeeping(self, now: float) -> None:
-        """Tenant GC and the job map (every second)."""
+        """Other uids' files (new, squatted, refused), tenant GC and the job map (every second)."""
+        self.others.tend(self.holder.rescan())
         region = self.holder.region
         if region is None or not self.holder.snapshot_into(self._raw):
             return
@@ -267,11 +285,8 @@ class NodeDaemon:
                 self._check()
 
     def _check(self) -> None:
-        region = self.holder.region
-        if region is None:
-            return
         try:
-            region_node.check(region)
+            self.holder.check()
         except FcspStaleError as exc:
             self._drop_region(exc.message)
         except FcspBusyError:

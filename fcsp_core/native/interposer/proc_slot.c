@@ -77,6 +77,7 @@ static int tenant_join(struct fcsp_region *r, const struct fcsp_config *cfg, int
         atomic_store_explicit(&t->gpu[g].peak_bytes, 0, memory_order_relaxed);
         atomic_store_explicit(&t->gpu[g].refused_total, 0, memory_order_relaxed);
         atomic_store_explicit(&t->gpu[g].sm_limit_pct, 0, memory_order_relaxed);
+        atomic_store_explicit(&t->gpu[g].cap_set, 0, memory_order_relaxed);
         atomic_store_explicit(&t->gpu[g].sm_tat_ns, 0, memory_order_relaxed);
         atomic_store_explicit(&t->gpu[g].sm_granted_ns_total, 0, memory_order_relaxed);
         atomic_store_explicit(&t->gpu[g].sm_throttled_ns_total, 0, memory_order_relaxed);
@@ -87,7 +88,7 @@ static int tenant_join(struct fcsp_region *r, const struct fcsp_config *cfg, int
     atomic_store_explicit(&t->reaped_bytes_total, 0, memory_order_relaxed);
     atomic_store_explicit(&t->nprocs, 1, memory_order_relaxed);
     t->flags = policy_managed ? FCSP_TENANT_POLICY : FCSP_TENANT_EPHEMERAL;
-    t->uid = (uint32_t)getuid();
+    t->uid = (uint32_t)geteuid();
     t->created_ns = fcsp_realtime_ns();
     memset(t->name, 0, sizeof t->name);
     memcpy(t->name, cfg->tenant, strnlen(cfg->tenant, FCSP_NAME_LEN - 1));
