@@ -149,25 +149,6 @@ def test_without_a_daemon_the_next_attach_reclaims(native, sim_env, run_probe, s
         _release(keep)
 
 
-@pytest.fixture
-def region_poke(tmp_path):
-    """Build tests/native/region_poke.c (surgery on a region file) and return a runner."""
-    exe = tmp_path / "region_poke"
-    cc = os.environ.get("CC", "cc")
-    subprocess.run(
-        [cc, "-std=c11", "-O1", f"-I{REPO / 'fcsp_core/native/include'}",
-         str(REPO / "tests/native/region_poke.c"), "-o", str(exe)],
-        check=True, capture_output=True, timeout=120,
-    )  # fmt: skip
-
-    def poke(region_file: str, *args: str) -> str:
-        done = subprocess.run([str(exe), region_file, *args], capture_output=True, text=True, timeout=60)
-        assert done.returncode == 0, done.stderr
-        return done.stdout
-
-    return poke
-
-
 @pytest.mark.parametrize("partial", [False, True])
 def test_a_reclaim_left_halfway_is_finished_exactly(
     native, sim_env, node_daemon, sim_stats, region_poke, partial

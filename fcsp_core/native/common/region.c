@@ -219,18 +219,34 @@ static int create_for_uid(const char *dir, const char *path, uint32_t uid, char 
 
 static int open_region_file(const char *dir, const char *path, uint32_t uid, int create, char *err, size_t errlen)
 {
+    /* root making a uid's file (a scheduler registering its tenant) replaces whatever another user put there */
+    int replace = create && geteuid() == 0 && uid != geteuid();
     for (int tries = 0;; tries++) {
         int fd = open(path, O_RDWR | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC);
-        if (fd >= 0)
+        if (fd >= 0 && (!replace || check_owner(fd, path, uid, NULL, 0) == FCSP_OK))
             return fd;
+        if ((fd >= 0 || errno == ELOOP) && replace && tries < 8) {
+            struct stat st;
+            if (lstat(path, &st) == 0)
+                fcsp_log(FCSP_LOG_WARN, "removed %s: owned by uid %u, not uid %u (another user squatted its name)",
+                         path, (unsigned)st.st_uid, (unsigned)uid);
+            if (fd >= 0)
+                close(fd);
+            unlink(path);
+            continue;
+        }
+        if (fd >= 0)
+            return fd; /* check_owner refuses it */
         if (errno == ELOOP)
             return fcsp_err(err, errlen, FCSP_EPERM,
                             "region %s is a symbolic link: refused; another user created it, and `fcsp node` "
                             "removes it", path);
-        if (errno == EACCES && uid == geteuid())
+        struct stat st;
+        if (errno == EACCES && uid == geteuid() && lstat(path, &st) == 0)
             return fcsp_err(err, errlen, FCSP_EPERM,
-                            "region %s belongs to another user: refused; another user created it, and `fcsp node` "
-                            "removes it", path);
+                            "region %s is not uid %u's own (owned by uid %u, mode %04o): refused; another user "
+                            "created it, and `fcsp node` removes it",
+                            path, (unsigned)uid, (unsigned)st.st_uid, (unsigned)(st.st_mode & 07777));
         if (errno != ENOENT)
             return fcsp_err(err, errlen, errno == EACCES ? FCSP_EPERM : FCSP_EIO, "cannot open region %s: %s", path,
                             strerror(errno));
