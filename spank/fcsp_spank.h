@@ -57,7 +57,7 @@ struct fcsp_lib {
     int (*region_open)(const char *, int, fcsp_region_handle **, char *, size_t);
     void (*region_close)(fcsp_region_handle *);
     int (*region_reap)(fcsp_region_handle *, uint64_t, struct fcsp_reap_event *, int);
-    int (*tenant_remove)(fcsp_region_handle *, const char *);
+    int (*tenant_remove)(fcsp_region_handle *, uint32_t, const char *);
     int (*region_snapshot)(fcsp_region_handle *, struct fcsp_snapshot *);
 };
 const struct fcsp_lib *fcsp_lib_get(void);
