@@ -238,6 +238,12 @@ class Region:
         uid's place (logged on stderr). Returns how many files are mapped."""
         return int(_native.native().lib.fcsp_region_rescan(self._h()))
 
+    def trust_gpu(self, uuid: str) -> None:
+        """Vouch for a GPU of this node (the daemon, from NVML): snapshots always keep room for it, whatever
+        GPU entries other uids wrote into their own files."""
+        rc = _native.native().lib.fcsp_region_trust_gpu(self._h(), uuid.encode("ascii"))
+        _native.check(rc, None, f"trusting GPU {uuid}")
+
     def files(self) -> list[RegionFile]:
         """The accounting files behind this handle (the caller's own first)."""
         nat = _native.native()

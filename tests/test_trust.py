@@ -202,6 +202,27 @@ def test_a_tenant_name_is_per_uid_another_uid_cannot_join_it(node: Node, two_uid
         _release(victim, joiner)
 
 
+def test_another_uids_made_up_gpus_cannot_hide_the_real_ones(node: Node, two_uids, region_poke) -> None:
+    """A user may write anything in their own file, GPU entries too: the daemon's view keeps the node's real
+    GPUs (vouched for from NVML) and every uid's usage on them."""
+    a, b = two_uids
+    victim = node.hold(a, node.env(FCSP_TENANT="real", FCSP_MEM_LIMIT="1G"), "256M")
+    try:
+        real = read_snapshot(node.region_dir).gpus[0].uuid
+        policy_put(PolicyEntry(tenant="made-up", uid=b.uid), node.region_dir)  # root makes b's file, empty
+        region_poke(str(region_file_path(node.region_dir, b.uid)), "fake-gpus")
+        with Region.open(node.region_dir, create=True) as reg:
+            reg.trust_gpu(real)
+            snap = reg.snapshot()
+        gpus = {g.uuid: g for g in snap.gpus}
+        assert len(gpus) == 16 and real in gpus
+        victim_tenant = snap.tenant("real", a.uid)
+        assert victim_tenant is not None and victim_tenant.gpus[gpus[real].index].used_bytes == 256 * MiB
+        assert gpus[real].used_bytes == 256 * MiB
+    finally:
+        _release(victim)
+
+
 def test_one_cap_per_tenant_a_joiner_cannot_raise_it(native, sim_env, run_probe, parse_probe) -> None:
     """Same uid, same tenant: the first process's cap is the tenant's; a joiner asking for more gets the
     tenant's (it may ask for less, for itself)."""

@@ -188,6 +188,8 @@ class NodeDaemon:
             self._report_refusal(result.describe())
             return False
         self._last_refusal = None
+        for uuid in self.nvml.uuids() if self.nvml is not None else []:
+            result.trust_gpu(uuid)  # the node's real GPUs keep their place in snapshots
         self.holder.replace(result)
         if self._watcher is not None:
             self._watcher.close()

@@ -6,6 +6,7 @@
  *   region_poke FILE nprocs TENANT N         set a tenant's process count (a process killed inside a slot change)
  *   region_poke FILE proc-state INDEX VALUE  write a raw state into process slot INDEX (corruption)
  *   region_poke FILE offsets                 print where the header's version and slot 0's state are
+ *   region_poke FILE fake-gpus               take every free GPU entry with a made-up GPU
  *   region_poke FILE fill-tenants            take every free tenant slot (policy tenants "filler-N", no process)
  *   region_poke FILE fill-procs PID START    take every free process slot for the live process (PID, START) in
  *                                            tenant slot 0 (exhaustion without a thousand real processes)
@@ -24,7 +25,7 @@
 static int usage(void)
 {
     fprintf(stderr, "usage: region_poke FILE reaping PID [partial] | nprocs TENANT N | proc-state INDEX VALUE | "
-                    "offsets | fill-tenants | fill-procs PID START\n");
+                    "offsets | fake-gpus | fill-tenants | fill-procs PID START\n");
     return 2;
 }
 
@@ -70,6 +71,18 @@ int main(int argc, char **argv)
                 break;
             }
         }
+    } else if (strcmp(argv[2], "fake-gpus") == 0) {
+        for (int i = 0; i < FCSP_MAX_GPUS; i++) {
+            struct fcsp_gpu_entry *g = &r->gpus[i];
+            if (atomic_load(&g->state) != FCSP_GPU_FREE)
+                continue;
+            snprintf(g->uuid, sizeof g->uuid, "GPU-fake-%d", i);
+            g->total_bytes = 1ull << 40;
+            g->sm_count = 1;
+            atomic_store(&g->state, FCSP_GPU_READY);
+        }
+        atomic_fetch_add(&r->header.topology_seq, 1);
+        rc = 0;
     } else if (strcmp(argv[2], "fill-tenants") == 0) {
         for (int i = 0; i < FCSP_MAX_TENANTS; i++) {
             struct fcsp_tenant *t = &r->tenants[i];

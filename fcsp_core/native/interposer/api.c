@@ -1,5 +1,6 @@
 /* The public C API (include/fcsp/fcsp_api.h) over the accounting files: used by the Python region manager and tools.
  * A handle maps the caller's own file and, for root, every uid's (api_files.c); a snapshot merges them. */
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -42,13 +43,28 @@ FCSP_API void fcsp_region_close(fcsp_region_handle *h)
     free(h);
 }
 
-/* The snapshot's GPU for a file's GPU entry (merged by UUID); -1 when all 16 are taken by other UUIDs. */
-static int merged_gpu(struct fcsp_snapshot *out, const struct fcsp_gpu_entry *g)
+static int merged_index(const struct fcsp_snapshot *out, const char *uuid)
 {
     for (uint32_t k = 0; k < out->ngpus; k++)
-        if (strncmp(out->gpus[k].uuid, g->uuid, sizeof out->gpus[k].uuid - 1) == 0)
+        if (strncmp(out->gpus[k].uuid, uuid, sizeof out->gpus[k].uuid - 1) == 0)
             return (int)k;
-    if (out->ngpus >= FCSP_MAX_GPUS)
+    return -1;
+}
+
+/* The snapshot's GPU for a file's GPU entry (merged by UUID); -1 when the list is full. A GPU the daemon vouched for
+ * (fcsp_region_trust_gpu) always finds room: others may only take what the vouched ones not met yet leave. */
+static int merged_gpu(const fcsp_region_handle *h, struct fcsp_snapshot *out, const struct fcsp_gpu_entry *g)
+{
+    int k = merged_index(out, g->uuid);
+    if (k >= 0)
+        return k;
+    int vouched = 0, pending = 0;
+    for (int i = 0; i < h->nseed; i++) {
+        int same = strncmp(h->gpu_seed[i], g->uuid, FCSP_UUID_LEN - 1) == 0;
+        vouched |= same;
+        pending += !same && merged_index(out, h->gpu_seed[i]) < 0;
+    }
+    if (out->ngpus + (uint32_t)(vouched ? 0 : pending) >= FCSP_MAX_GPUS)
         return -1;
     struct fcsp_gpu_info *o = &out->gpus[out->ngpus];
     memset(o, 0, sizeof *o);
@@ -60,10 +76,21 @@ static int merged_gpu(struct fcsp_snapshot *out, const struct fcsp_gpu_entry *g)
     return (int)out->ngpus++;
 }
 
+FCSP_API int fcsp_region_trust_gpu(fcsp_region_handle *h, const char *uuid)
+{
+    for (int i = 0; i < h->nseed; i++)
+        if (strncmp(h->gpu_seed[i], uuid, FCSP_UUID_LEN - 1) == 0)
+            return FCSP_OK;
+    if (h->nseed >= FCSP_MAX_GPUS)
+        return FCSP_EFULL;
+    snprintf(h->gpu_seed[h->nseed++], FCSP_UUID_LEN, "%s", uuid);
+    return FCSP_OK;
+}
+
 /* Append one file's tenants and processes (gpu[] remapped to the merged GPUs); reaped[] gets its GPUs' reaper
  * statistics, added by the caller once the copy is consistent. */
-static void copy_file(const struct fcsp_region *r, int pos, uint32_t uid, struct fcsp_snapshot *out,
-                      uint64_t reaped[FCSP_MAX_GPUS])
+static void copy_file(const fcsp_region_handle *h, const struct fcsp_region *r, int pos, uint32_t uid,
+                      struct fcsp_snapshot *out, uint64_t reaped[FCSP_MAX_GPUS])
 {
     int map[FCSP_MAX_GPUS];
     for (int i = 0; i < FCSP_MAX_GPUS; i++) {
@@ -72,7 +99,7 @@ static void copy_file(const struct fcsp_region *r, int pos, uint32_t uid, struct
         /* acquire: the entry's fields are complete once READY */
         if (atomic_load_explicit(&g->state, memory_order_acquire) != FCSP_GPU_READY)
             continue;
-        map[i] = merged_gpu(out, g);
+        map[i] = merged_gpu(h, out, g);
         if (map[i] >= 0) /* relaxed: a statistic */
             reaped[map[i]] += atomic_load_explicit(&g->reaped_total, memory_order_relaxed);
     }
@@ -171,7 +198,7 @@ FCSP_API int fcsp_region_snapshot(fcsp_region_handle *h, struct fcsp_snapshot *o
             /* acquire: pairs with fcsp_region_bump_topology's release; an unchanged value across the copy means no
              * slot changed hands meanwhile */
             uint64_t s1 = atomic_load_explicit(&r->header.topology_seq, memory_order_acquire);
-            copy_file(r, f, h->files[f].uid, out, file_reaped);
+            copy_file(h, r, f, h->files[f].uid, out, file_reaped);
             atomic_thread_fence(memory_order_acquire);
             s2 = atomic_load_explicit(&r->header.topology_seq, memory_order_relaxed);
             settled = s1 == s2;

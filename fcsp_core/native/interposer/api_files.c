@@ -67,7 +67,7 @@ int fcsp_handle_open(fcsp_region_handle *h, const char *dir, int create, char *e
     }
     /* root without a file of its own yet: the node's view is every other uid's */
     if (!h->node || rc != FCSP_ENOENT || fcsp_region_rescan(h) == 0)
-        return fcsp_err(err, errlen, rc, "%s", own->reason);
+        return fcsp_err(err, errlen, rc, "%s", h->files[0].reason); /* rescan may have moved `own` */
     return FCSP_OK;
 }
 

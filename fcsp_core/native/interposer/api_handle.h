@@ -22,6 +22,10 @@ struct fcsp_region_handle {
     int n, cap;
     struct fcsp_region_file *files; /* files[0] is the caller's own; entries are only appended (stable indexes) */
     uint64_t generation;            /* bumped when a file is mapped or unmapped */
+    /* The node's GPUs as the daemon knows them (NVML): snapshots keep room for them, so GPU entries another uid
+     * wrote into its own file cannot crowd the real ones out of the merged list. */
+    char gpu_seed[FCSP_MAX_GPUS][FCSP_UUID_LEN];
+    int nseed;
 };
 
 /* How long the daemon waits for the lock of another uid's file: not at all (a user holding their own lock must not

@@ -166,6 +166,9 @@ int fcsp_region_path(const char *dir, uint32_t uid, char *buf, size_t len);
 /* Root: map the trusted files of uids that appeared since, retry refused ones, and remove what another user put
  * in a uid's place (a file not owned by the uid its name says: logged). Returns how many files are mapped. */
 int fcsp_region_rescan(fcsp_region_handle *h);
+/* The daemon vouches for a GPU of this node (from NVML): snapshots always keep room for it, whatever GPU entries
+ * other uids wrote into their own files. FCSP_EFULL past 16. */
+int fcsp_region_trust_gpu(fcsp_region_handle *h, const char *uuid);
 /* The handle's files (the caller's own first); returns how many were written. */
 int fcsp_region_files(fcsp_region_handle *h, struct fcsp_region_file_info *out, int max);
 /* A copy of every mapped file, each consistent: retried until none of its GPU, tenant or process slots changed
