@@ -335,6 +335,20 @@ def test_exhausted_process_slots_refuse_a_capped_process(
         sleeper.wait()
 
 
+def test_a_device_without_a_place_in_the_file_is_refused_not_uncapped(
+    sim_env, run_probe, parse_probe, region_poke
+) -> None:
+    """A capped process whose GPU cannot be given an entry in its uid's file (all 16 taken) is refused there
+    with one line, never run uncapped on it."""
+    env = sim_env(mem="8G", FCSP_MEM_LIMIT="1G")
+    Region.open(env["FCSP_REGION_DIR"], create=True).close()  # the file, with no GPU yet
+    region_poke(str(region_file_path(env["FCSP_REGION_DIR"])), "fake-gpus")
+    out = run_probe(env, "init", "alloc", "64M", "alloc", "2G")
+    assert [r["status"] for r in parse_probe(out.stdout) if r["cmd"] == "alloc"] == ["fail", "fail"]
+    lines = _fcsp_lines(out.stderr)
+    assert len(lines) == 1 and "cannot identify CUDA device 0" in lines[0] and "fail-closed" in lines[0]
+
+
 REAP_WITHOUT_FDS = r"""
 import os, resource, sys
 from fcsp_core.region import Region
