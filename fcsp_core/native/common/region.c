@@ -158,8 +158,8 @@ static int init_region_file(int fd, const char *path, char *err, size_t errlen)
 {
     int e = posix_fallocate(fd, 0, (off_t)sizeof(struct fcsp_region));
     if (e != 0)
-        return fcsp_err(err, errlen, FCSP_EIO, "cannot allocate %zu bytes for region %s: %s", sizeof(struct fcsp_region),
-                        path, strerror(e));
+        return fcsp_err(err, errlen, FCSP_EIO, "cannot allocate %zu bytes for region %s: %s",
+                        sizeof(struct fcsp_region), path, strerror(e));
     struct fcsp_region *r = mmap(NULL, sizeof *r, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
     if (r == MAP_FAILED)
         return fcsp_err(err, errlen, FCSP_EIO, "cannot map region %s: %s", path, strerror(errno));

@@ -74,7 +74,8 @@ static int reap_file(fcsp_region_handle *h, int pos, uint64_t min_heartbeat_age_
             continue;
         }
         struct fcsp_reclaim_info info;
-        fcsp_reclaim_slot(r, i, &info);
+        fcsp_reclaim_slot(r, i, &info,
+                          fcsp_file_is_own(h, pos) ? FCSP_RECLAIM_QUIESCE_MS : FCSP_RECLAIM_QUIESCE_OTHER_MS);
         if (info.pid != 0 || info.deferred)
             fill_event(&events[n++], r, pos, h->files[pos].uid, i, &info);
         if (info.deferred && !fcsp_file_is_own(h, pos))

@@ -125,7 +125,7 @@ int fcsp_attach(struct fcsp_region_map *m, const struct fcsp_config *cfg, int po
         struct fcsp_proc *p = &r->procs[i];
         int mine = pid == me && p->start_time == my_start;
         if ((mine || (now > beat + FCSP_STALE_BEAT_MS && fcsp_proc_is_dead(p))) &&
-            fcsp_reclaim_slot(r, i, NULL) >= 0 && free_idx < 0)
+            fcsp_reclaim_slot(r, i, NULL, FCSP_RECLAIM_QUIESCE_MS) >= 0 && free_idx < 0)
             free_idx = i;
     }
     fcsp_tenants_recount(r); /* a process killed inside a slot change leaves its tenant's count off */

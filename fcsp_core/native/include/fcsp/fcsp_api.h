@@ -182,11 +182,12 @@ int fcsp_region_tenant_remove(fcsp_region_handle *h, uint32_t uid, const char *t
  * and not writable by others unless sticky. */
 int fcsp_region_dir_prepare(const char *dir, char *err, size_t errlen);
 /* In every mapped file, under its lock (another uid's file whose lock is taken is skipped this pass): reclaim every
- * process slot whose process the kernel says is dead (gone, a zombie, or its PID reused: the start time decides;
- * a process whose /proc entry cannot be read counts as alive), releasing its memory accounting and its tenant membership, and finish reclaims a dead
- * reaper left halfway (REAPING slots). A LIVE slot is checked against the kernel only when its heartbeat is at
- * least min_heartbeat_age_ms old (0: every slot). Also repairs tenants' process counts from the slots. Writes up
- * to max events (a reclaim past max is left for the next call); returns how many, or a negative FCSP_E*. */
+ * process slot whose process the kernel says is dead (gone, a zombie, or its PID reused: the start time decides; a
+ * process whose /proc entry cannot be read counts as alive), releasing its memory accounting and its tenant
+ * membership, and finish reclaims a dead reaper left halfway (REAPING slots). A LIVE slot is checked against the
+ * kernel only when its heartbeat is at least min_heartbeat_age_ms old (0: every slot). Also repairs tenants' process
+ * counts from the slots. Writes up to max events (a reclaim past max is left for the next call); returns how many,
+ * or a negative FCSP_E*. */
 int fcsp_region_reap(fcsp_region_handle *h, uint64_t min_heartbeat_age_ms, struct fcsp_reap_event *events, int max);
 /* The handle's topology sequence: it moves whenever a GPU, tenant or process slot of a mapped file changes state,
  * or the set of mapped files changes (one load per file, for a daemon that follows slot changes without copying
