@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import resource
 import signal
 import stat
@@ -221,6 +222,53 @@ def test_another_uids_made_up_gpus_cannot_hide_the_real_ones(node: Node, two_uid
         assert gpus[real].used_bytes == 256 * MiB
     finally:
         _release(victim)
+
+
+CORRUPT_OWN = r"""
+import mmap, os, sys
+fd = os.open(sys.argv[1], os.O_RDWR)
+m = mmap.mmap(fd, 0)
+m[0:8] = bytes(8)  # its own file's magic, kept mapped: the daemon cannot rebuild it while this runs
+m[8:12] = (99).to_bytes(4, "little")
+print("corrupted", flush=True)
+sys.stdin.read()
+"""
+
+
+def test_a_user_corrupting_their_own_file_affects_only_themselves(
+    node: Node, two_uids, node_daemon, tmp_path
+):
+    """Layout 2: zeroing the shared region's magic (kept mapped) took the whole node down (fcsp_node_up 0,
+    every tenant's metrics gone, scheduler jobs refused). Now it takes out that uid's own file, nothing
+    else."""
+    a, b = two_uids
+    config = tmp_path / "node.toml"
+    config.write_text("check_interval_seconds = 0.2\nrebuild_retry_seconds = 0.2\n")
+    daemon = node_daemon(node.env(LD_PRELOAD=""), "--config", str(config))
+    victim = node.hold(a, node.env(FCSP_TENANT="victim", FCSP_MEM_LIMIT="1G"), "256M")
+    own = node.hold(b, node.env(FCSP_TENANT="vandal", FCSP_MEM_LIMIT="1G"), "64M")
+    b_file = region_file_path(node.region_dir, b.uid)
+    deadline = time.monotonic() + 15
+    while 'tenant="vandal"' not in daemon.scrape():  # the daemon maps b's file (it rescans every second)
+        assert time.monotonic() < deadline, "the daemon never showed b's tenant"
+        time.sleep(0.1)
+    vandal = b.popen([SYSTEM_PYTHON, "-c", CORRUPT_OWN, str(b_file)], env={"PATH": "/usr/bin:/bin"},
+                     stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE)  # fmt: skip
+    try:
+        assert vandal.stdout is not None and vandal.stdout.readline().strip() == "corrupted"
+        daemon.wait_log(
+            rf"region {b_file} is corrupt: its header changed while mapped.*not used until it is rebuilt"
+        )
+        daemon.wait_log(rf"region {b_file} refused and NOT rebuilt")
+        metrics = daemon.scrape()
+        assert re.search(r"^fcsp_node_up\{[^}]*\} 1\.0$", metrics, flags=re.M), metrics
+        assert 'tenant="victim"' in metrics and 'tenant="vandal"' not in metrics
+        lines, err = node.run(a, node.env(FCSP_TENANT="victim", FCSP_MEM_LIMIT="1G"), "init", "alloc", "512M",
+                              "alloc", "512M")  # fmt: skip
+        assert _allocs(lines) == ["ok", "fail"], err
+    finally:
+        _release(vandal, own, victim)
+    daemon.wait_log(rf"region {b_file} of uid {b.uid} refused: .*no process maps it: removed")
 
 
 def test_one_cap_per_tenant_a_joiner_cannot_raise_it(native, sim_env, run_probe, parse_probe) -> None:
