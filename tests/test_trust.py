@@ -28,7 +28,7 @@ import pytest
 from fcsp_core import region_node
 from fcsp_core.config import PolicyEntry
 from fcsp_core.node.instance_lock import NodeLock
-from fcsp_core.node.pidwatch import proc_start_time
+from fcsp_core.node.pidwatch import UNREADABLE, proc_start_time
 from fcsp_core.region import FcspIOError, Region, policy_put, read_snapshot, region_file_path
 
 MiB = 1 << 20
@@ -434,6 +434,15 @@ def test_a_reaper_out_of_descriptors_reaps_no_live_process(native, sim_env) -> N
         assert read_snapshot(env["FCSP_REGION_DIR"]).tenant("alive").used_bytes == 512 * MiB
     finally:
         _release(holder)
+
+
+def test_an_unreadable_proc_entry_is_not_an_exit(tmp_path: Path) -> None:
+    """The daemon's pidfd watcher: only a missing entry means gone; one it cannot read (EMFILE, EACCES) is
+    unknown, and the slot stays watched (the reap itself is decided in C, by the kernel's word)."""
+    (tmp_path / "42").mkdir()
+    (tmp_path / "42" / "stat").mkdir()  # open() fails, and not with ENOENT
+    assert proc_start_time(42, proc=str(tmp_path)) == UNREADABLE
+    assert proc_start_time(43, proc=str(tmp_path)) is None
 
 
 HIDEPID_REAPER = r"""
