@@ -319,6 +319,35 @@ def test_a_squatted_file_is_refused_naming_the_squatter_and_removed_by_the_node(
     assert victim_file.stat().st_uid == a.uid
 
 
+SQUAT_DIR = r"""
+import os, sys
+os.makedirs(os.path.join(sys.argv[1], "deep", "er"))
+os.symlink("/etc", os.path.join(sys.argv[1], "deep", "etc"))  # root must delete it without following this
+open(os.path.join(sys.argv[1], "deep", "er", "f"), "w").close()
+"""
+
+
+def test_a_squatting_directory_is_moved_aside_and_deleted_without_following_links(
+    node: Node, two_uids, node_daemon
+) -> None:
+    a, b = two_uids
+    victim_file = region_file_path(node.region_dir, a.uid)
+    done = b.run([SYSTEM_PYTHON, "-c", SQUAT_DIR, str(victim_file)], env={"PATH": "/usr/bin:/bin"})
+    assert done.returncode == 0, done.stderr
+    lines, err = node.run(a, node.env(FCSP_MEM_LIMIT="1G"), "init", "alloc", "64M")
+    assert _allocs(lines) == ["fail"]
+    assert f"a directory owned by uid {b.uid}" in err and "fail-closed" in err, err
+    daemon = node_daemon(node.env(LD_PRELOAD=""), metrics=False)
+    daemon.wait_log(rf"removed {victim_file}: a directory owned by uid {b.uid}")
+    deadline = time.monotonic() + 15
+    while victim_file.exists() or any(p.name.startswith(".squat-") for p in node.region_dir.iterdir()):
+        assert time.monotonic() < deadline, "the squat was not deleted"
+        time.sleep(0.1)
+    assert Path("/etc/passwd").exists()
+    lines, err = node.run(a, node.env(FCSP_MEM_LIMIT="1G"), "init", "alloc", "64M")
+    assert _allocs(lines) == ["ok"], err
+
+
 def test_squatting_a_future_slurm_step_does_not_deny_the_real_step(node: Node, two_uids) -> None:
     a, b = two_uids
     step = "slurm-4242.0"

@@ -239,6 +239,7 @@ class NodeDaemon:
     def housekeeping(self, now: float) -> None:
         """Other uids' files (new, squatted, refused), tenant GC and the job map (every second)."""
         self.others.tend(self.holder.rescan())
+        self.others.sweep(self.region_dir)
         region = self.holder.region
         if region is None or not self.holder.snapshot_into(self._raw):
             return

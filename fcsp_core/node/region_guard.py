@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import logging
 import os
+import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -19,6 +20,7 @@ from fcsp_core import region_node
 from fcsp_core.region import FcspError, FcspStaleError, Region, RegionFile, region_file_path
 
 log = logging.getLogger("fcsp.node")
+SQUAT_PREFIX = ".squat-"  # FCSP_SQUAT_PREFIX: directories another user put in users/, moved aside by libfcsp
 
 
 @dataclass(frozen=True)
@@ -131,3 +133,13 @@ class OtherFiles:
             removed.append(path)
         self._reported = refused
         return removed
+
+    def sweep(self, directory: Path) -> None:
+        """Delete the directories libfcsp moved out of users/ (another user's squats): without following
+        links (shutil.rmtree resists symlink attacks where the platform allows, as on Linux)."""
+        try:
+            entries = [e for e in os.scandir(directory) if e.name.startswith(SQUAT_PREFIX)]
+        except OSError:
+            return
+        for entry in entries:
+            shutil.rmtree(entry.path, ignore_errors=True)

@@ -152,6 +152,33 @@ static int check_owner(int fd, const char *path, uint32_t uid, char *err, size_t
     return FCSP_OK;
 }
 
+static const char *kind_of(mode_t mode)
+{
+    return S_ISREG(mode) ? "file" : S_ISDIR(mode) ? "directory" : S_ISLNK(mode) ? "symbolic link" : "special file";
+}
+
+int fcsp_region_clear_squat(const char *dir, const char *path, uint32_t uid)
+{
+    struct stat st;
+    if (lstat(path, &st) != 0)
+        return errno == ENOENT ? 0 : -1;
+    fcsp_log(FCSP_LOG_WARN, "removed %s: a %s owned by uid %u, not uid %u's own accounting file (another user put it "
+                            "there)",
+             path, kind_of(st.st_mode), (unsigned)st.st_uid, (unsigned)uid);
+    if (!S_ISDIR(st.st_mode))
+        return unlink(path) == 0 || errno == ENOENT ? 0 : -1;
+    /* A directory may hold anything: move it out of users/ at once (the name is free again) into the directory
+     * only root writes, where the daemon deletes it without following links (region_guard.py). */
+    static _Atomic unsigned seq;
+    char aside[PATH_MAX];
+    /* relaxed: only makes the names unique */
+    unsigned n = atomic_fetch_add_explicit(&seq, 1, memory_order_relaxed);
+    if ((size_t)snprintf(aside, sizeof aside, "%s/" FCSP_SQUAT_PREFIX "%u-%d-%u", dir, (unsigned)uid, (int)getpid(),
+                         n) >= sizeof aside)
+        return -1;
+    return rename(path, aside) == 0 || errno == ENOENT ? 0 : -1;
+}
+
 /* Size a fresh region file with real blocks (a full filesystem is an error here, never a SIGBUS on first touch),
  * fill its header and publish the magic. */
 static int init_region_file(int fd, const char *path, char *err, size_t errlen)
@@ -208,9 +235,7 @@ static int create_for_uid(const char *dir, const char *path, uint32_t uid, char 
             close(old);
         if (own)
             break; /* the uid made its own meanwhile: keep it */
-        fcsp_log(FCSP_LOG_WARN, "removed %s: it was not uid %u's own file (squatted by another user)", path,
-                 (unsigned)uid);
-        unlink(path);
+        fcsp_region_clear_squat(dir, path, uid);
     }
     close(fd);
     unlink(tmp);
@@ -225,31 +250,25 @@ static int open_region_file(const char *dir, const char *path, uint32_t uid, int
         int fd = open(path, O_RDWR | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC);
         if (fd >= 0 && (!replace || check_owner(fd, path, uid, NULL, 0) == FCSP_OK))
             return fd;
-        if ((fd >= 0 || errno == ELOOP) && replace && tries < 8) {
-            struct stat st;
-            if (lstat(path, &st) == 0)
-                fcsp_log(FCSP_LOG_WARN, "removed %s: owned by uid %u, not uid %u (another user squatted its name)",
-                         path, (unsigned)st.st_uid, (unsigned)uid);
+        int e = errno;
+        if ((fd >= 0 || e != ENOENT) && replace && tries < 8) {
             if (fd >= 0)
                 close(fd);
-            unlink(path);
+            fcsp_region_clear_squat(dir, path, uid);
             continue;
         }
         if (fd >= 0)
             return fd; /* check_owner refuses it */
-        if (errno == ELOOP)
-            return fcsp_err(err, errlen, FCSP_EPERM,
-                            "region %s is a symbolic link: refused; another user created it, and `fcsp node` "
-                            "removes it", path);
         struct stat st;
-        if (errno == EACCES && uid == geteuid() && lstat(path, &st) == 0)
+        if (e != ENOENT && lstat(path, &st) == 0 && (st.st_uid != uid || !S_ISREG(st.st_mode)))
             return fcsp_err(err, errlen, FCSP_EPERM,
-                            "region %s is not uid %u's own (owned by uid %u, mode %04o): refused; another user "
+                            "region %s is not uid %u's own (a %s owned by uid %u, mode %04o): refused; another user "
                             "created it, and `fcsp node` removes it",
-                            path, (unsigned)uid, (unsigned)st.st_uid, (unsigned)(st.st_mode & 07777));
-        if (errno != ENOENT)
-            return fcsp_err(err, errlen, errno == EACCES ? FCSP_EPERM : FCSP_EIO, "cannot open region %s: %s", path,
-                            strerror(errno));
+                            path, (unsigned)uid, kind_of(st.st_mode), (unsigned)st.st_uid,
+                            (unsigned)(st.st_mode & 07777));
+        if (e != ENOENT)
+            return fcsp_err(err, errlen, e == EACCES ? FCSP_EPERM : FCSP_EIO, "cannot open region %s: %s", path,
+                            strerror(e));
         if (!create)
             return fcsp_err(err, errlen, FCSP_ENOENT, "no region at %s", path);
         if (tries >= 8)

@@ -30,6 +30,10 @@ struct fcsp_policy_map {
  * put there by another user: FCSP_EPERM naming its owner). Root creating it for another uid replaces a squat. */
 int fcsp_region_map_open_uid(const char *dir, uint32_t uid, int create, struct fcsp_region_map *out, char *err,
                              size_t errlen);
+/* Root: take whatever another user put at uid's path out of users/ (logged): unlinked, or for a directory moved
+ * into dir as FCSP_SQUAT_PREFIX... for the daemon to delete. 0 when the name is free. */
+#define FCSP_SQUAT_PREFIX ".squat-"
+int fcsp_region_clear_squat(const char *dir, const char *path, uint32_t uid);
 /* This process's own file (uid = geteuid()). */
 int fcsp_region_map_open(const char *dir, int create, struct fcsp_region_map *out, char *err, size_t errlen);
 void fcsp_region_map_close(struct fcsp_region_map *m);

@@ -94,7 +94,7 @@ static long long parse_name(const char *name)
 }
 
 /* Remove what another user put in users/ (root may, in the sticky directory); 1 if removed. */
-static int remove_squat(const char *users, const char *name, long long uid)
+static int remove_squat(const fcsp_region_handle *h, const char *users, const char *name, long long uid)
 {
     char path[PATH_MAX];
     struct stat st;
@@ -102,14 +102,7 @@ static int remove_squat(const char *users, const char *name, long long uid)
         return 0;
     if (uid >= 0 && S_ISREG(st.st_mode) && st.st_uid == (uid_t)uid)
         return 0; /* the uid's own: trusted or refused on its own merits */
-    if (unlink(path) != 0)
-        return 0;
-    if (uid >= 0)
-        fcsp_log(FCSP_LOG_WARN, "removed %s: owned by uid %u, not uid %lld (another user squatted its name)", path,
-                 (unsigned)st.st_uid, uid);
-    else
-        fcsp_log(FCSP_LOG_WARN, "removed %s (uid %u's): not an fcsp accounting file", path, (unsigned)st.st_uid);
-    return 1;
+    return fcsp_region_clear_squat(h->dir, path, uid >= 0 ? (uint32_t)uid : UINT32_MAX) == 0;
 }
 
 FCSP_API int fcsp_region_rescan(fcsp_region_handle *h)
@@ -124,7 +117,7 @@ FCSP_API int fcsp_region_rescan(fcsp_region_handle *h)
             if (!strcmp(e->d_name, ".") || !strcmp(e->d_name, ".."))
                 continue;
             long long uid = parse_name(e->d_name);
-            if (remove_squat(users, e->d_name, uid) || uid < 0)
+            if (remove_squat(h, users, e->d_name, uid) || uid < 0)
                 continue;
             struct fcsp_region_file *f = NULL;
             for (int i = 0; i < h->n && !f; i++)
