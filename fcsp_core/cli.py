@@ -33,6 +33,7 @@ from fcsp_core.config import (
     parse_mem_limit,
     parse_size_bytes,
     parse_sm_limit,
+    read_env,
     read_sim_env,
 )
 from fcsp_core.fmt import format_bytes
@@ -66,6 +67,7 @@ Limits from the node's scheduler (the policy table) win over the environment, wh
 
 examples:
   fcsp demo
+  fcsp run --mem 2G -- fcsp probe init meminfo fill     # try a cap with the bundled CUDA client
   fcsp run --mem 8G --sm 50 -- python train.py
   fcsp sim --gpus 2 -- fcsp run --mem 1G -- ./my_cuda_program
   fcsp status --json
@@ -98,7 +100,11 @@ environment read:
                         $XDG_RUNTIME_DIR/fcsp)
   FCSP_LIB_DIR          where libfcsp.so is (default: the installed package)
 
-exit status: CMD's, or 128+N if signal N killed it; 2 for a bad option; 127 if CMD is not found.
+An invalid FCSP_* value inherited from the environment (FCSP_MEM_LIMIT=lots) is refused like a bad option,
+before CMD starts.
+
+exit status: CMD's, or 128+N if signal N killed it; 2 for a bad option or FCSP_* value; 127 if CMD is not
+found.
 SIGINT, SIGTERM, SIGHUP, SIGQUIT, SIGUSR1 and SIGUSR2 are passed on to CMD.
 
 examples:
@@ -175,6 +181,12 @@ examples:
   fcsp limit run-4242 --sm 75           raise a running `fcsp run` tenant's SM share to 75%
   fcsp limit train --mem 16G --sm 40
   fcsp limit train --remove
+"""
+
+PROBE_EPILOG = """\
+Try a cap without a CUDA program of your own (the probe is a small CUDA driver-API client):
+  fcsp run --mem 2G -- fcsp probe init meminfo fill            # sees 2 GiB, fills it, then is refused
+  fcsp sim -- fcsp run --mem 1G -- fcsp probe init alloc 512M alloc 1G    # no GPU: the simulated driver
 """
 
 DEMO_DESCRIPTION = """\
@@ -299,6 +311,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     demo.add_argument("--sim", action="store_true", help="use the simulated driver even if there is a GPU")
     demo.add_argument("--ray", action="store_true", help="the Ray demo (needs ray: pip install 'fcsp[ray]')")
+    sub.add_parser(
+        "probe",
+        help="run fcsp-probe, a CUDA driver-API client, to try a cap (fcsp probe --help)",
+        add_help=False,
+    )
     node_command.register(sub, _formatter)
     slurm_command.register(sub, _formatter)
     ray_command.register(sub, _formatter)
@@ -386,6 +403,11 @@ def cmd_run(args: argparse.Namespace) -> int:
     except ValueError as exc:
         raise UsageError(f"fcsp run: --gpu: {exc}") from None
     try:
+        read_env(env)  # what libfcsp will read in CMD: an inherited bad value stops us here, not there
+    except EnvError as exc:
+        text = str(exc).removeprefix("fcsp: ")
+        raise UsageError(f"fcsp run: in the environment, {text}") from None
+    try:
         return launch.run_forwarding(command, env)
     except launch.CommandNotFoundError as exc:
         print(f"fcsp run: {exc}", file=sys.stderr)
@@ -438,8 +460,19 @@ def cmd_lib_path(args: argparse.Namespace) -> int:
     return 0
 
 
+def _node_hint(directory: Path | None) -> None:
+    """Refuse, with what to do, when there is no region directory: no `fcsp node` (nor job) ever ran here."""
+    where = directory if directory is not None else region.default_region_dir()
+    if not where.is_dir():
+        raise UsageError(
+            f"fcsp limit: no fcsp region at {where}: start the node daemon first (as root: fcsp node; it "
+            "creates the region and the policy table), or give --dir DIR"
+        )
+
+
 def cmd_limit(args: argparse.Namespace) -> int:
     directory = Path(args.dir) if args.dir else None
+    _node_hint(directory)
     if args.remove:
         region.policy_remove(args.tenant, directory)
         print(f"fcsp limit: removed the policy entry of {args.tenant}")
@@ -479,6 +512,15 @@ def cmd_limit(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_probe(argv: Sequence[str]) -> int:
+    """Run the installed fcsp-probe with these arguments (exec: under `fcsp run`, the tenant's process)."""
+    probe = paths.probe_path()
+    if not argv or argv[0] in ("-h", "--help"):
+        print(f"fcsp probe runs {probe} (fcsp-probe) with the same arguments:\n{PROBE_EPILOG}", flush=True)
+    os.execv(probe, [str(probe), *argv])
+    return 127  # not reached
+
+
 def cmd_demo(args: argparse.Namespace) -> int:
     if args.ray:
         from fcsp_ray import demo as ray_demo
@@ -505,6 +547,15 @@ COMMANDS = {
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of `fcsp`; returns the exit status (and exits with it when run as a script)."""
     parser = build_parser()
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if argv[:1] == ["probe"]:  # every argument is the probe's, --help too
+        try:
+            return cmd_probe(argv[1:])
+        except paths.NativeMissingError as exc:
+            print(exc, file=sys.stderr)
+            return 1
+        except BrokenPipeError:  # `fcsp probe --help | head`
+            return 128 + signal.SIGPIPE
     args = parser.parse_args(argv)
     try:
         return COMMANDS[args.command_name](args)

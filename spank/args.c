@@ -60,7 +60,7 @@ int fcsp_args_parse(int ac, char **av)
         snprintf(fcsp_args.lib, sizeof fcsp_args.lib, "%s", "libfcsp.so");
     snprintf(fcsp_args.region_dir, sizeof fcsp_args.region_dir, "%s", "/run/fcsp");
     fcsp_args.default_gpu_cap = 0;
-    fcsp_args.allow_opt_out = 1;
+    fcsp_args.allow_opt_out = 0; /* opt-out only where the site enables it */
     fcsp_args.shards_per_gpu = 0;
     for (int i = 0; i < ac; i++) {
         const char *eq = strchr(av[i], '=');

@@ -2,6 +2,7 @@
 #define _GNU_SOURCE
 #include <errno.h>
 #include <fcntl.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -96,6 +97,25 @@ out:
     return rc;
 }
 
+/* The PID a running node daemon wrote into its lock file, 0 when none holds it (-1: held, PID unreadable yet). */
+static long lock_holder(const char *lock)
+{
+    char buf[32];
+    int fd = open(lock, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+    if (fd < 0)
+        return 0;
+    /* a shared lock we can take means no daemon holds its exclusive one; closing drops ours */
+    int held = flock(fd, LOCK_SH | LOCK_NB) != 0 && errno == EWOULDBLOCK;
+    ssize_t n = held ? read(fd, buf, sizeof buf - 1) : 0;
+    close(fd);
+    if (!held)
+        return 0;
+    buf[n > 0 ? n : 0] = '\0';
+    char *end;
+    long pid = strtol(buf, &end, 10);
+    return end != buf && pid > 0 ? pid : -1;
+}
+
 void fcsp_ensure_daemon(void)
 {
     char lock[PATH_MAX + 16], log[PATH_MAX + 16], err[512];
@@ -108,21 +128,27 @@ void fcsp_ensure_daemon(void)
     }
     snprintf(lock, sizeof lock, "%s/node.lock", fcsp_args.region_dir);
     snprintf(log, sizeof log, "%s/node.log", fcsp_args.region_dir);
-    int fd = open(lock, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
-    if (fd >= 0) {
-        int held = flock(fd, LOCK_SH | LOCK_NB) != 0 && errno == EWOULDBLOCK;
-        close(fd); /* drops our probe lock */
-        if (held)
-            return; /* a daemon (a unit, or one we started) owns the node */
+    if (lock_holder(lock) != 0)
+        return; /* a daemon (a unit, or one we started) owns the node */
+    int pfd[2];
+    if (pipe2(pfd, O_CLOEXEC) != 0) {
+        slurm_error(FCSP_PLUGIN ": cannot start the node daemon: pipe: %s", strerror(errno));
+        return;
     }
     pid_t pid = fork();
     if (pid < 0) {
         slurm_error(FCSP_PLUGIN ": cannot start the node daemon: fork: %s", strerror(errno));
+        close(pfd[0]);
+        close(pfd[1]);
         return;
     }
     if (pid == 0) {
-        if (setsid() < 0 || fork() != 0)
-            _exit(0);
+        pid_t daemon = -1;
+        if (setsid() < 0 || (daemon = fork()) != 0) {
+            /* tell the caller which process the daemon is (or -1), then leave it to init */
+            ssize_t w = write(pfd[1], &daemon, sizeof daemon);
+            _exit(w == (ssize_t)sizeof daemon ? 0 : 1);
+        }
         int out = open(log, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC | O_NOFOLLOW, 0644);
         int in = open("/dev/null", O_RDONLY);
         if (out < 0 || in < 0 || dup2(in, 0) < 0 || dup2(out, 1) < 0 || dup2(out, 2) < 0)
@@ -133,7 +159,34 @@ void fcsp_ensure_daemon(void)
               (char *)NULL);
         _exit(127);
     }
+    close(pfd[1]);
+    pid_t daemon = -1;
+    if (read(pfd[0], &daemon, sizeof daemon) != (ssize_t)sizeof daemon)
+        daemon = -1;
+    close(pfd[0]);
     waitpid(pid, NULL, 0);
-    slurm_info(FCSP_PLUGIN ": started the node daemon (%s node --region-dir %s; log %s)", fcsp_args.fcsp_cmd,
-               fcsp_args.region_dir, log);
+    if (daemon <= 0) {
+        slurm_error(FCSP_PLUGIN ": cannot start the node daemon: fork failed");
+        return;
+    }
+    /* Wait until it holds the lock, so the next caller (the first job's prolog) finds it instead of starting a
+     * second one; stop waiting when it exits (a bad install, another daemon won the lock). */
+    for (int tries = 0; tries < 100; tries++) {
+        long holder = lock_holder(lock);
+        if (holder == (long)daemon) {
+            slurm_info(FCSP_PLUGIN ": started the node daemon, pid %d (%s node --region-dir %s; log %s)",
+                       (int)daemon, fcsp_args.fcsp_cmd, fcsp_args.region_dir, log);
+            return;
+        }
+        if (holder > 0 && kill(daemon, 0) != 0)
+            return; /* another starter's daemon won the lock; ours gave way */
+        if (kill(daemon, 0) != 0 && errno == ESRCH) {
+            slurm_error(FCSP_PLUGIN ": %s node --region-dir %s exited at once: see %s", fcsp_args.fcsp_cmd,
+                        fcsp_args.region_dir, log);
+            return;
+        }
+        usleep(50 * 1000);
+    }
+    slurm_error(FCSP_PLUGIN ": started %s node --region-dir %s (pid %d), but it holds no lock on %s after 5 s: "
+                "see %s", fcsp_args.fcsp_cmd, fcsp_args.region_dir, (int)daemon, lock, log);
 }

@@ -14,6 +14,15 @@ int slurm_spank_init(spank_t sp, int ac, char **av)
     }
 }
 
+int slurm_spank_init_post_opt(spank_t sp, int ac, char **av)
+{
+    switch (spank_context()) {
+    case S_CTX_LOCAL:
+    case S_CTX_ALLOCATOR: return fcsp_submit_check(sp);
+    default: return 0;
+    }
+}
+
 int slurm_spank_task_init_privileged(spank_t sp, int ac, char **av)
 {
     return spank_context() == S_CTX_REMOTE ? fcsp_remote_task_init_privileged(sp, ac, av) : 0;

@@ -45,20 +45,21 @@ int fcsp_args_parse(int ac, char **av);
 /* options.c: register --fcsp-mem, --fcsp-sm, --fcsp-off; the callbacks validate (remote=0: at submit). */
 int fcsp_options_register(spank_t sp);
 
-/* lib.c: libfcsp.so entry points, loaded once from fcsp_args.lib. */
+/* lib.c: libfcsp.so entry points, loaded once from fcsp_args.lib. Typed from libfcsp's own declarations
+ * (fcsp_api.h), so a signature change there breaks this build instead of drifting silently. */
 struct fcsp_lib {
-    int (*parse_mem)(const char *, uint64_t *, double *, char *, size_t);
-    int (*parse_sm)(const char *, uint32_t *, char *, size_t);
-    int (*policy_put)(const char *, const struct fcsp_policy_in *, char *, size_t);
-    int (*policy_remove)(const char *, const char *, char *, size_t);
-    int (*policy_list)(const char *, struct fcsp_policy_in *, int, char *, size_t);
-    int (*policy_init)(const char *, char *, size_t);
-    int (*dir_prepare)(const char *, char *, size_t);
-    int (*region_open)(const char *, int, fcsp_region_handle **, char *, size_t);
-    void (*region_close)(fcsp_region_handle *);
-    int (*region_reap)(fcsp_region_handle *, uint64_t, struct fcsp_reap_event *, int);
-    int (*tenant_remove)(fcsp_region_handle *, uint32_t, const char *);
-    int (*region_snapshot)(fcsp_region_handle *, struct fcsp_snapshot *);
+    __typeof__(fcsp_parse_mem_limit) *parse_mem;
+    __typeof__(fcsp_parse_sm_limit) *parse_sm;
+    __typeof__(fcsp_policy_put) *policy_put;
+    __typeof__(fcsp_policy_remove) *policy_remove;
+    __typeof__(fcsp_policy_list) *policy_list;
+    __typeof__(fcsp_policy_init) *policy_init;
+    __typeof__(fcsp_region_dir_prepare) *dir_prepare;
+    __typeof__(fcsp_region_open) *region_open;
+    __typeof__(fcsp_region_close) *region_close;
+    __typeof__(fcsp_region_reap) *region_reap;
+    __typeof__(fcsp_region_tenant_remove) *tenant_remove;
+    __typeof__(fcsp_region_snapshot) *region_snapshot;
 };
 const struct fcsp_lib *fcsp_lib_get(void);
 
@@ -70,6 +71,19 @@ struct fcsp_gpu {
 };
 /* NVML facts of the GPU at index; 0 or -1 (why in err). */
 int fcsp_nvml_gpu(unsigned index, struct fcsp_gpu *out, char *err, size_t errlen);
+
+/* shards.c: shards as an upper bound. Shards named in a gres string ("gpu:1,shard:2", "shard:type:2"): the
+ * count, 0 when none, -1 when unreadable. */
+long fcsp_gres_shards(const char *gres);
+/* The share of each GPU (0..1) a step holding `shards` shards spread over ngpus GPUs can be promised. */
+double fcsp_shard_share(unsigned long shards, unsigned shards_per_gpu, int ngpus);
+/* SM percentage of a share, rounded up (1..100). */
+uint32_t fcsp_share_sm_pct(double share);
+/* Refuse (one line logged, -1) --fcsp-off, or an --fcsp-mem percentage or --fcsp-sm above the share. Byte caps
+ * are checked where the GPU's size is known (the node). */
+int fcsp_shard_check_opts(unsigned long shards, double share);
+/* submit.c: the submit side's check of fcsp options against the shards it can see requested. */
+int fcsp_submit_check(spank_t sp);
 
 /* slurmstepd.c / slurmd.c helpers (common.c) */
 int fcsp_tenant_name(spank_t sp, char *buf, size_t len);

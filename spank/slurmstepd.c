@@ -8,10 +8,12 @@
 #include "fcsp_spank.h"
 
 struct caps {
-    char mem[64]; /* "" = no memory cap */
+    char mem[64];        /* "" = no memory cap */
     double mem_fraction; /* > 0: a fraction of each GPU (shards) instead of mem */
-    uint32_t sm_pct;     /* 0 = none */
-    const char *why;     /* "options", "shards", "default" */
+    double shard_share;  /* > 0: a shard step; no cap may exceed this fraction of a GPU */
+    unsigned long shards;
+    uint32_t sm_pct; /* 0 = none */
+    const char *why; /* "options", "shards", "default" */
 };
 
 int fcsp_remote_init(spank_t sp, int ac, char **av)
@@ -47,12 +49,36 @@ static int step_gpus(spank_t sp, unsigned *idx, int max)
     return 0;
 }
 
-/* What caps this step gets: explicit options win, then shards, then the site's default for GPU steps. 1 = caps,
- * 0 = none, -1 = error. */
+/* Shards Slurm granted this step on the node (its gres/shard plugin sets SLURM_SHARDS_ON_NODE, over anything the
+ * user exported); 0 when none or the site does not turn shards into caps. */
+static unsigned long step_shards(spank_t sp)
+{
+    char buf[64];
+    if (!fcsp_args.shards_per_gpu || !getenv_sp(sp, "SLURM_SHARDS_ON_NODE", buf, sizeof buf))
+        return 0;
+    char *end;
+    unsigned long shards = strtoul(buf, &end, 10);
+    return *end ? 0 : shards;
+}
+
+/* What caps this step gets: a shard step runs under its share (options may only lower it), otherwise explicit
+ * options win, then the site's default for GPU steps. 1 = caps, 0 = none, -1 = refused (one line logged). */
 static int decide(spank_t sp, int ngpus, struct caps *c)
 {
-    char buf[64], err[256];
+    char err[256];
     memset(c, 0, sizeof *c);
+    c->shards = step_shards(sp);
+    if (c->shards > 0) {
+        c->shard_share = fcsp_shard_share(c->shards, fcsp_args.shards_per_gpu, ngpus);
+        if (fcsp_shard_check_opts(c->shards, c->shard_share) != 0)
+            return -1;
+        snprintf(c->mem, sizeof c->mem, "%s", fcsp_opts.mem);
+        if (!c->mem[0])
+            c->mem_fraction = c->shard_share;
+        c->sm_pct = fcsp_opts.sm[0] ? (uint32_t)strtoul(fcsp_opts.sm, NULL, 10) : fcsp_share_sm_pct(c->shard_share);
+        c->why = "shards";
+        return 1;
+    }
     if (fcsp_opts.off && fcsp_args.allow_opt_out)
         return 0;
     if (fcsp_opts.mem[0] || fcsp_opts.sm[0]) {
@@ -60,16 +86,6 @@ static int decide(spank_t sp, int ngpus, struct caps *c)
         c->sm_pct = fcsp_opts.sm[0] ? (uint32_t)strtoul(fcsp_opts.sm, NULL, 10) : 0;
         c->why = "options";
         return 1;
-    }
-    if (fcsp_args.shards_per_gpu && getenv_sp(sp, "SLURM_SHARDS_ON_NODE", buf, sizeof buf)) {
-        unsigned long shards = strtoul(buf, NULL, 10);
-        if (shards > 0) {
-            double f = (double)shards / (double)fcsp_args.shards_per_gpu;
-            c->mem_fraction = f > 1.0 ? 1.0 : f;
-            c->sm_pct = (uint32_t)ceil(c->mem_fraction * 100.0 - 1e-9);
-            c->why = "shards";
-            return 1;
-        }
     }
     if (ngpus > 0 && fcsp_args.default_gpu_cap && (fcsp_args.default_mem[0] || fcsp_args.default_sm[0])) {
         const struct fcsp_lib *lib = fcsp_lib_get();
@@ -110,12 +126,20 @@ static int register_tenant(spank_t sp, const char *tenant, const struct caps *c,
     for (int g = 0; g < ngpus && g < 16; g++) {
         struct fcsp_gpu gpu;
         if (fcsp_nvml_gpu(gpus[g], &gpu, err, sizeof err) != 0) {
-            if (pct > 0) { /* a share of the GPU needs its size */
-                slurm_error(FCSP_PLUGIN ": %s: cannot size GPU %u for a %.4g%% memory cap: %s", tenant, gpus[g], pct,
-                            err);
+            if (pct > 0 || c->shard_share > 0) { /* a share of the GPU needs its size */
+                slurm_error(FCSP_PLUGIN ": %s: cannot size GPU %u for a %.4g%% memory cap: %s", tenant, gpus[g],
+                            pct > 0 ? pct : c->shard_share * 100.0, err);
                 return -1;
             }
             continue; /* byte caps hold without NVML: the step-wide values below */
+        }
+        uint64_t share_bytes = (uint64_t)((double)gpu.total_bytes * c->shard_share);
+        if (c->shard_share > 0 && bytes > share_bytes) {
+            slurm_error(FCSP_PLUGIN ": --fcsp-mem=%s is more than this step's shard share (%lu shard%s, %.4g%% of "
+                        "GPU %u = %llu MiB, %u shards per GPU): a shard step's --fcsp-mem and --fcsp-sm may only "
+                        "lower it", c->mem, c->shards, c->shards == 1 ? "" : "s", c->shard_share * 100.0, gpus[g],
+                        (unsigned long long)(share_bytes >> 20), fcsp_args.shards_per_gpu);
+            return -1;
         }
         struct fcsp_policy_gpu_in *pg = &in.gpu[in.ngpus++];
         snprintf(pg->uuid, sizeof pg->uuid, "%s", gpu.uuid);
@@ -123,6 +147,11 @@ static int register_tenant(spank_t sp, const char *tenant, const struct caps *c,
         pg->sm_limit_pct = c->sm_pct;
         if (pct > 0 && (in.mem_limit_bytes == 0 || pg->mem_limit_bytes < in.mem_limit_bytes))
             in.mem_limit_bytes = pg->mem_limit_bytes; /* a GPU missing from the list gets the smallest */
+    }
+    if (c->shard_share > 0 && bytes > 0 && in.ngpus == 0) {
+        slurm_error(FCSP_PLUGIN ": %s: --fcsp-mem=%s cannot be checked against the shard share without the step's "
+                    "GPUs (none in SLURM_STEP_GPUS, SLURM_JOB_GPUS or CUDA_VISIBLE_DEVICES)", tenant, c->mem);
+        return -1;
     }
     if (pct > 0 && in.mem_limit_bytes == 0) {
         slurm_error(FCSP_PLUGIN ": %s: a %.4g%% memory cap needs the step's GPUs (none in SLURM_STEP_GPUS, "

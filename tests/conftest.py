@@ -559,7 +559,7 @@ def region_poke(tmp_path: Path) -> Callable[..., str]:
 
 @dataclass(frozen=True)
 class LocalUser:
-    """A real local user created by the tests (as root). Runs commands with its uid and gid, no other groups."""
+    """A real local user created by the tests (as root); runs commands as its uid and gid, no other groups."""
 
     name: str
     uid: int

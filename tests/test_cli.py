@@ -130,6 +130,27 @@ def test_run_bad_values_exit_2_with_one_line(env, tmp_path, args, words):
     assert not marker.exists(), "the command ran despite a bad option"
 
 
+@pytest.mark.parametrize(
+    ("var", "value"),
+    [
+        ("FCSP_MEM_LIMIT", "lots"),
+        ("FCSP_SM_LIMIT", "150"),
+        ("FCSP_MEM_LIMIT_1", "8Q"),
+        ("FCSP_SM_LIMIT_0", "0"),
+    ],
+)
+def test_run_refuses_a_bad_inherited_value_before_cmd(env, tmp_path, var, value):
+    marker = tmp_path / "ran"
+    out = fcsp("run", "--", "touch", str(marker), env={**env, var: value})
+    assert out.returncode == 2
+    lines = out.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("fcsp run: in the environment, ") and var in lines[0], (
+        lines
+    )
+    assert f"'{value}'" in lines[0]
+    assert not marker.exists(), "the command ran despite a bad inherited value"
+
+
 def test_run_without_command(env):
     out = fcsp("run", "--mem", "1G", env=env)
     assert out.returncode == 2 and "no command" in out.stderr
@@ -255,6 +276,31 @@ def test_sim_run_probe_is_capped(env):
     assert meminfo.int_field("free_bytes") <= GiB
     assert first.ok and first.int_field("size") == 768 * MiB
     assert second.ok is False and second.fields["err"] == "CUDA_ERROR_OUT_OF_MEMORY"
+
+
+def test_probe_runs_the_installed_probe_under_a_cap(env):
+    out = fcsp(
+        "sim", "--", "fcsp", "run", "--mem", "1G", "--", "fcsp", "probe", "init", "meminfo", "fill", env=env
+    )
+    results = {r.command: r for r in probe_lines(out.stdout)}
+    assert results["meminfo"].int_field("total_bytes") == GiB, out.stdout + out.stderr
+    fill = next(ln.split() for ln in out.stdout.splitlines() if ln.startswith("fill "))
+    assert "allocated_bytes=1073741824" in fill and "err=CUDA_ERROR_OUT_OF_MEMORY" in fill, fill
+
+
+def test_probe_help(env):
+    out = fcsp("probe", "--help", env=env)
+    assert out.returncode == 0
+    assert str(paths.probe_path()) in out.stdout and "fcsp run --mem 2G -- fcsp probe" in out.stdout
+    assert "usage: fcsp-probe" in out.stdout + out.stderr
+    assert "probe" in fcsp("--help", env=env).stdout
+
+
+def test_limit_without_region_says_start_fcsp_node(env, tmp_path):
+    out = fcsp("limit", "t", "--mem", "1G", "--dir", str(tmp_path / "nothing"), env=env)
+    assert out.returncode == 2
+    lines = out.stderr.strip().splitlines()
+    assert len(lines) == 1 and "fcsp node" in lines[0] and str(tmp_path / "nothing") in lines[0], lines
 
 
 # ---------------------------------------------------------------------------------------------------

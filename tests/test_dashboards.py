@@ -50,21 +50,11 @@ def _free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def _install_prometheus() -> tuple[str, str]:
-    """prometheus and promtool, installed from Debian when missing (CI runs as root)."""
-    found = shutil.which("prometheus"), shutil.which("promtool")
-    if found[0] and found[1]:
-        return found[0], found[1]
-    if not shutil.which("apt-get") or os.geteuid() != 0:
-        pytest.skip("prometheus/promtool missing and cannot apt-get install them (not root or no apt-get)")
-    env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
-    apt = ["apt-get", "-o", "DPkg::Lock::Timeout=300", "-qq"]
-    subprocess.run([*apt, "update"], env=env, check=True, timeout=600)
-    subprocess.run(
-        [*apt, "install", "-y", "--no-install-recommends", "prometheus"], env=env, check=True, timeout=900
-    )
+def _prometheus() -> tuple[str, str]:
+    """prometheus and promtool (Debian: apt-get install prometheus; .ci/run does), or skip with the reason."""
     prom, tool = shutil.which("prometheus"), shutil.which("promtool")
-    assert prom and tool, "apt-get installed prometheus but prometheus/promtool are not on PATH"
+    if not prom or not tool:
+        pytest.skip("prometheus/promtool are not on PATH: apt-get install prometheus (as .ci/run does)")
     return prom, tool
 
 
@@ -168,7 +158,7 @@ def _start_node(native: Any, base: Path, name: str, job_id: int, procs: list, ut
 
 @pytest.fixture(scope="module")
 def cluster(native: Any, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
-    prometheus, promtool = _install_prometheus()
+    prometheus, promtool = _prometheus()
     tmp = tmp_path_factory.mktemp("dashboards")
     procs: list[subprocess.Popen[bytes]] = []
     try:
@@ -253,6 +243,7 @@ def _optional_exprs() -> set[str]:
     }
 
 
+@pytest.mark.slow
 def test_promtool_accepts_config_and_rules(cluster: Cluster) -> None:
     for args in (
         ["check", "config", str(DEPLOY / "prometheus" / "prometheus.yml")],
@@ -263,6 +254,7 @@ def test_promtool_accepts_config_and_rules(cluster: Cluster) -> None:
         assert done.returncode == 0, f"promtool {' '.join(args)}:\n{done.stdout}\n{done.stderr}"
 
 
+@pytest.mark.slow
 def test_every_dashboard_query_returns_data(cluster: Cluster) -> None:
     queries = _dashboard_queries()
     assert len(queries) >= 30, queries
@@ -285,6 +277,7 @@ def test_every_dashboard_query_returns_data(cluster: Cluster) -> None:
     assert not failures, "\n".join(failures)
 
 
+@pytest.mark.slow
 def test_every_template_variable_has_values(cluster: Cluster) -> None:
     seen = 0
     for path in DASHBOARD_FILES:
@@ -301,6 +294,7 @@ def test_every_template_variable_has_values(cluster: Cluster) -> None:
     assert seen >= 12
 
 
+@pytest.mark.slow
 def test_every_rule_evaluates(cluster: Cluster) -> None:
     groups = [g for f in RULE_FILES for g in yaml.safe_load(f.read_text())["groups"]]
     rules = [r for g in groups for r in g["rules"]]

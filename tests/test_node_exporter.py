@@ -164,6 +164,7 @@ def _scraper(url: str, stop: threading.Event, latencies: list[float], bodies: li
         conn.close()
 
 
+@pytest.mark.slow
 def test_fifty_scrapers_64_tenants_256_processes(native, sim_env, node_daemon):
     node_env = sim_env(mem="80G", preload=False)
     daemon = node_daemon(node_env)

@@ -208,6 +208,7 @@ def test_idle_tenants_go_after_the_grace_unless_the_scheduler_holds_them(
 # A thousand kills
 
 
+@pytest.mark.slow
 def test_a_thousand_sigkills_leave_exact_accounting(native, sim_env, node_daemon):
     """Each cycle: two processes of each of two tenants storm allocations (4 threads, against a cap), one of
     them is SIGKILLed at a random moment; once the reaper is done, every tenant's accounted bytes equal

@@ -1,10 +1,15 @@
 """fcsp on a real local Ray cluster (CPU only, simulated driver): caps per task and per actor, the resource
-limit on concurrency, worker reuse, reclaim of killed actors, the node daemon. Issue 6."""
+limit on concurrency, worker reuse, reclaim of killed actors, the node daemon (issue 6); workers that fail
+closed, the driver hook against the oldest Ray claimed and a moved private API, what a node without NVML
+says, the demo's output (issue 14)."""
 
 from __future__ import annotations
 
+import json
 import os
 import signal
+import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -131,6 +136,7 @@ class Holder:
         return os.getpid(), os.environ["FCSP_TENANT"], self.cuda.mem_info()[1]
 
 
+@pytest.mark.slow  # a real Ray cluster
 def test_plain_resources_cap_a_task(cluster):
     r = ray.get(grab.options(resources={"fcsp_mem_gb": 8}).remote(), timeout=60)
     assert r["total"] == 8 * GIB and r["peak"] == 8 * GIB
@@ -141,6 +147,7 @@ def test_plain_resources_cap_a_task(cluster):
     assert r["total"] == int(2.5 * GIB)
 
 
+@pytest.mark.slow  # a real Ray cluster
 def test_sm_cap_reaches_the_worker(cluster):
     @ray.remote(num_cpus=0, resources={"fcsp_sm": 40})
     def env_of() -> tuple[str | None, str | None]:
@@ -149,6 +156,7 @@ def test_sm_cap_reaches_the_worker(cluster):
     assert ray.get(env_of.remote()) == ("40", None)
 
 
+@pytest.mark.slow  # a real Ray cluster
 def test_uncapped_task_is_not_preloaded(cluster):
     @ray.remote(num_cpus=0)
     def preload() -> str:
@@ -157,6 +165,7 @@ def test_uncapped_task_is_not_preloaded(cluster):
     assert "libfcsp" not in ray.get(preload.remote(), timeout=60)
 
 
+@pytest.mark.slow  # a real Ray cluster
 def test_eleven_tasks_of_8g_run_at_most_ten_at_once(cluster):
     refs = [grab.options(resources={"fcsp_mem_gb": 8}).remote(hold_s=1.5) for _ in range(11)]
     results = ray.get(refs, timeout=150)
@@ -169,6 +178,7 @@ def test_eleven_tasks_of_8g_run_at_most_ten_at_once(cluster):
     assert most <= 10, most
 
 
+@pytest.mark.slow  # a real Ray cluster
 def test_reused_worker_never_runs_with_stale_caps(cluster):
     seen = []
     for gib in (8, 4, 8, 4, 2):
@@ -181,6 +191,7 @@ def test_reused_worker_never_runs_with_stale_caps(cluster):
     assert all(len(caps) == 1 for caps in pids.values()), f"a worker ran under two caps: {seen}"
 
 
+@pytest.mark.slow  # a real Ray cluster
 def test_actor_cap_and_reclaim_on_ray_kill_and_sigkill(cluster):
     region_dir = Path(cluster["FCSP_REGION_DIR"])
 
@@ -202,6 +213,7 @@ def test_actor_cap_and_reclaim_on_ray_kill_and_sigkill(cluster):
         wait_for(lambda t=tenant: used(t) == 0, what=f"{tenant}'s memory reclaimed after {kill}")
 
 
+@pytest.mark.slow  # a real Ray cluster
 def test_node_daemon_runs_and_is_restarted(cluster):
     pid = wait_for(lambda: daemon_pid(cluster), what="the node daemon")
     os.kill(pid, signal.SIGKILL)
@@ -209,6 +221,186 @@ def test_node_daemon_runs_and_is_restarted(cluster):
     assert new != pid
 
 
+# ------------------------------------------------------------------------------------------------------
+# Fail closed: a task that asked for caps never runs uncapped (issue 14)
+# ------------------------------------------------------------------------------------------------------
+
+
+@pytest.mark.slow  # a real Ray cluster
+def test_task_whose_fcsp_init_fails_is_refused_not_uncapped(cluster, tmp_path):
+    # A region directory libfcsp must refuse (world-writable), and the task's own attempt to opt out: the
+    # plugin pins FCSP_ON_INIT_FAILURE=fail, so every allocation is refused instead of running uncapped.
+    unsafe = tmp_path / "world-writable"
+    unsafe.mkdir()
+    unsafe.chmod(0o777)
+    env_vars = {"FCSP_REGION_DIR": str(unsafe), "FCSP_ON_INIT_FAILURE": "passthrough"}
+    r = ray.get(
+        grab.options(resources={"fcsp_mem_gb": 2}, runtime_env={"env_vars": env_vars}).remote(), timeout=60
+    )
+    assert r["peak"] == 0, f"a task whose fcsp init failed allocated {r['peak']} bytes uncapped"
+    assert "CUDA_ERROR_NOT_PERMITTED" in r["error"], r
+
+
+@pytest.mark.slow  # a real Ray cluster
+def test_task_env_vars_cannot_widen_its_ray_cap(cluster):
+    env_vars = {"FCSP_MEM_LIMIT": "64G", "FCSP_MEM_LIMIT_0": "64G"}
+    r = ray.get(
+        grab.options(resources={"fcsp_mem_gb": 2}, runtime_env={"env_vars": env_vars}).remote(), timeout=60
+    )
+    assert r["total"] == 2 * GIB and r["peak"] == 2 * GIB, r
+
+
+# ------------------------------------------------------------------------------------------------------
+# The driver hook and Ray's private API (issue 14)
+# ------------------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("module", "cls", "name", "replacement"),
+    [
+        ("ray.remote_function", "RemoteFunction", "_remote", None),
+        ("ray.actor", "ActorClass", "_remote", lambda self, *args, **options: None),  # another signature
+        ("ray._private.utils", None, "get_runtime_env_info", None),
+    ],
+)
+def test_hook_refuses_a_ray_whose_private_api_moved(monkeypatch, module, cls, name, replacement):
+    import importlib
+
+    from fcsp_ray import hook
+
+    target = importlib.import_module(module)
+    if cls is not None:
+        target = getattr(target, cls)
+    monkeypatch.setattr(hook, "_ENABLED", [])
+    if replacement is None:
+        monkeypatch.delattr(target, name)
+    else:
+        monkeypatch.setattr(target, name, replacement)
+    with pytest.raises(hook.RayApiError, match=rf"{name} .*would run uncapped"):
+        hook.enable()
+
+
+def _fcsp_only_path(tmp_path: Path) -> str:
+    """A directory holding only the installed fcsp packages (links), for another Python's PYTHONPATH."""
+    import fcsp_slurm
+
+    import fcsp_core
+
+    only = tmp_path / "fcsp-only"
+    only.mkdir()
+    for module in (fcsp_core, fcsp_ray, fcsp_slurm):
+        (only / module.__name__).symlink_to(Path(module.__file__).parent)
+    return str(only)
+
+
+OLDEST_RAY = "2.9.0"  # pyproject.toml: ray>=2.9 (2.9.0 is also the oldest with wheels for Python 3.11)
+OLD_RAY_DRIVER = """
+import json, os, ray, fcsp_ray
+ray.init(num_cpus=1, resources=fcsp_ray.node_resources([8 << 30]), include_dashboard=False)
+@ray.remote(num_cpus=0, resources={"fcsp_mem_gb": 2})
+def total():
+    from fcsp_ray.cuda import Cuda
+    return Cuda().mem_info()[1], os.environ.get("FCSP_ON_INIT_FAILURE")
+print(json.dumps({"ray": ray.__version__, "task": ray.get(total.remote(), timeout=120)}))
+ray.shutdown()
+"""
+
+
+@pytest.mark.slow
+def test_oldest_claimed_ray_caps_a_task(native, tmp_path):
+    """Ray 2.9.0 in a throwaway venv (pip install: minutes; FCSP_TEST_OLD_RAY_VENV reuses one): the hook
+    (through RAY_RUNTIME_ENV_HOOK) and the plugin cap a task there as with the newest Ray."""
+    venv = Path(os.environ.get("FCSP_TEST_OLD_RAY_VENV") or tmp_path / "venv")
+    python = venv / "bin" / "python"
+    if not python.exists():
+        subprocess.run([sys.executable, "-m", "venv", "--system-site-packages", str(venv)], check=True)
+    done = subprocess.run(
+        [str(python), "-m", "pip", "install", "-q", f"ray[default]=={OLDEST_RAY}"],
+        capture_output=True, text=True, timeout=1200, check=False,
+    )  # fmt: skip
+    if done.returncode != 0:
+        pytest.skip(
+            f"cannot install ray {OLDEST_RAY} here: {(done.stderr.strip().splitlines() or ['?'])[-1]}"
+        )
+    env = {
+        **os.environ, **node_env(native, tmp_path, 1, "8G"), "PYTHONPATH": _fcsp_only_path(tmp_path),
+        "FCSP_LIB_DIR": str(native.lib_dir),
+    }  # fmt: skip
+    out = subprocess.run(
+        [str(python), "-c", OLD_RAY_DRIVER], env=env, capture_output=True, text=True, timeout=300, check=False
+    )
+    assert out.returncode == 0, out.stderr[-3000:]
+    result = json.loads(out.stdout.strip().splitlines()[-1])
+    assert result["ray"] == OLDEST_RAY
+    assert result["task"] == [2 * GIB, "fail"], result
+
+
+# ------------------------------------------------------------------------------------------------------
+# A node without NVML, and the demo (issue 14)
+# ------------------------------------------------------------------------------------------------------
+
+
+def _without_pynvml(tmp_path: Path) -> dict[str, str]:
+    """An environment in which `import pynvml` fails, as on a fresh install without nvidia-ml-py."""
+    shadow = tmp_path / "no-pynvml"
+    shadow.mkdir(exist_ok=True)
+    (shadow / "pynvml.py").write_text("raise ImportError('No module named pynvml')\n")
+    path = os.environ.get("PYTHONPATH")
+    return {**_clean_env(), "PYTHONPATH": f"{shadow}:{path}" if path else str(shadow)}
+
+
+def test_ray_resources_says_nvml_is_missing(tmp_path):
+    out = subprocess.run(
+        ["fcsp", "ray", "resources"], env=_without_pynvml(tmp_path), capture_output=True, text=True,
+        timeout=60, check=False,
+    )  # fmt: skip
+    assert out.returncode == 1 and out.stdout == ""
+    assert "pip install nvidia-ml-py" in out.stderr and len(out.stderr.strip().splitlines()) == 1
+
+
+def test_ray_resources_on_a_node_without_gpus(native, tmp_path):
+    env = {**os.environ, "LD_LIBRARY_PATH": str(tmp_path)}  # no libnvidia-ml.so.1 here: a CPU node
+    out = subprocess.run(["fcsp", "ray", "resources"], env=env, capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0 and json.loads(out.stdout) == {}
+    assert "no fcsp resources on this node" in out.stderr
+
+
+def _clean_env() -> dict[str, str]:
+    """os.environ without the module cluster's FCSP_*/RAY_* settings: a fresh shell's environment."""
+    return {k: v for k, v in os.environ.items() if not k.startswith(("FCSP_", "RAY_"))}
+
+
+def _demo(env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        ["fcsp", "demo", "--ray", "--sim"], env=env, capture_output=True, text=True, timeout=300, check=False
+    )
+
+
+@pytest.mark.slow
+def test_demo_ray_table_expected_refusal_and_one_verdict(native):
+    out = _demo(_clean_env())
+    assert out.returncode == 0, out.stdout + out.stderr
+    lines = out.stdout.strip().splitlines()
+    assert lines[-1].startswith("Every cap held:"), lines[-1]
+    greedy = next(ln for ln in lines if ln.strip().startswith("greedy"))
+    assert "refused past its cap, as expected" in greedy and "FAILED" not in out.stdout
+    table = lines[next(i for i, ln in enumerate(lines) if ln.strip().startswith("TASK")) :]
+    assert not any("INFO" in ln or "WARNING" in ln for ln in table), "a log line landed in the table"
+    assert "Started a local Ray instance" not in out.stderr, "Ray's INFO line: on a terminal, among ours"
+    assert "fcsp-sim-" not in out.stdout and ".log" not in out.stdout, "a path deleted at exit was printed"
+
+
+@pytest.mark.slow
+def test_demo_ray_says_why_the_node_daemon_did_not_start(native, tmp_path):
+    out = _demo(_without_pynvml(tmp_path))
+    assert out.returncode == 1
+    line = next(ln for ln in out.stdout.splitlines() if ln.startswith("metrics:"))
+    assert "the node daemon did not start" in line and "pip install nvidia-ml-py" in line, line
+    assert out.stdout.strip().splitlines()[-1].startswith("fcsp demo --ray: UNEXPECTED: no node daemon")
+
+
+# Last: it shuts the module's single-node cluster down.
+@pytest.mark.slow
 def test_two_nodes_advertise_their_gpus_and_run_daemons(native, tmp_path, cluster):
     from ray.cluster_utils import Cluster
 

@@ -1,14 +1,17 @@
-"""The SPANK plugin in a real one-node Slurm (Debian's 22.05 slurmctld/slurmd/munge) whose GPUs are the
-simulated driver's: caps from --fcsp-mem/--fcsp-sm reach tasks through srun, sbatch and salloc, bad values are
-refused at submit, shards become fenced caps, cancelled jobs leave nothing accounted.
+"""The SPANK plugin in a real one-node Slurm (Debian's slurmctld/slurmd/munge; 22.05 on Debian 12) whose
+GPUs are the simulated driver's: caps from --fcsp-mem/--fcsp-sm reach tasks through srun, sbatch and salloc,
+bad values are refused at submit, shards become fenced caps that no option widens, opt-out is the site's
+choice, the plugin starts (or finds) the node daemon, cancelled jobs leave nothing accounted.
 
-Needs root (daemons, device files) and Debian's packages: installed here with apt-get when missing (as .ci/run
-does as root); skipped with the reason otherwise. Every daemon is stopped by PID at the end."""
+Needs root (daemons, device files) and Debian's packages slurmctld, slurmd, slurm-client, munge and
+libslurm-dev (.ci/run installs them): skipped with the reason when they are missing. Nothing is installed
+here. Every daemon is stopped by PID at the end."""
 
 from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import signal
 import socket
@@ -16,19 +19,24 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from fcsp_core.config import PolicyEntry
 from fcsp_core.paths import lib_dir
+from fcsp_core.region import policy_list
 
 REPO = Path(__file__).resolve().parent.parent
 PACKAGES = ("slurmctld", "slurmd", "slurm-client", "munge", "libslurm-dev")
 GIB = 1 << 30
 SIM_MEM = "8G"
+SHARDS_PER_GPU = 8
 PLUGIN_MSG = "fcsp: --fcsp"
+SHARD_MSG = "a shard step's --fcsp-mem and --fcsp-sm may only lower it"
 
 pytestmark = pytest.mark.slow
 
@@ -60,6 +68,8 @@ def parse_probe(stdout: str) -> list[dict[str, str]]:
 
 
 def _missing_packages() -> list[str]:
+    if not shutil.which("dpkg-query"):
+        return list(PACKAGES)
     missing = []
     for pkg in PACKAGES:
         done = subprocess.run(
@@ -71,23 +81,18 @@ def _missing_packages() -> list[str]:
 
 
 def ensure_slurm() -> None:
-    """Install Debian's Slurm packages if missing, or skip with the reason."""
+    """Skip with the reason unless this is root with Debian's Slurm packages (never installs them)."""
     if os.geteuid() != 0:
         pytest.skip("a real Slurm needs root (daemons, device files)")
-    if not shutil.which("dpkg-query") or not shutil.which("apt-get"):
-        pytest.skip("no dpkg/apt-get: cannot install Slurm")
     missing = _missing_packages()
-    if not missing:
-        return
-    env = dict(os.environ, DEBIAN_FRONTEND="noninteractive")
-    env.pop("LD_PRELOAD", None)
-    for cmd in (
-        ["apt-get", "update", "-qq"],
-        ["apt-get", "install", "-y", "-qq", "--no-install-recommends", *missing],
-    ):
-        done = subprocess.run(cmd, capture_output=True, text=True, timeout=600, env=env, check=False)
-        if done.returncode != 0:
-            pytest.skip(f"cannot install {' '.join(missing)}: {' '.join(cmd)}: {done.stderr[-2000:]}")
+    if missing:
+        pytest.skip(f"Slurm packages missing: apt-get install {' '.join(missing)} (as .ci/run does)")
+
+
+def slurm_version() -> tuple[int, int]:
+    done = subprocess.run(["slurmctld", "-V"], capture_output=True, text=True, timeout=30, check=False)
+    found = re.search(r"(\d+)\.(\d+)", done.stdout)
+    return (int(found.group(1)), int(found.group(2))) if found else (0, 0)
 
 
 def plugin_path(native: Any, tmp: Path) -> Path:
@@ -213,6 +218,8 @@ def slurm(native: Any, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Slu
     for d in ("state", "spool"):
         (base / d).mkdir()
     munge_sock = base / "munge.socket"
+    # Slurm 23.11+ can spread one job's shards over several GPUs of a node when asked to; 22.05 cannot.
+    select_extra = ",MULTIPLE_SHARING_GRES_PJ" if slurm_version() >= (23, 11) else ""
     (base / "slurm.conf").write_text(
         f"""ClusterName=fcsptest
 SlurmctldHost={host}(127.0.0.1)
@@ -233,7 +240,7 @@ ProctrackType=proctrack/linuxproc
 TaskPlugin=task/none
 JobAcctGatherType=jobacct_gather/none
 SelectType=select/cons_tres
-SelectTypeParameters=CR_Core_Memory
+SelectTypeParameters=CR_Core_Memory{select_extra}
 DefMemPerCPU=100
 MpiDefault=none
 MailProg=/bin/true
@@ -247,8 +254,8 @@ PartitionName=debug Nodes={host} Default=YES MaxTime=10 State=UP OverSubscribe=F
     )
     (base / "gres.conf").write_text(
         f"Name=gpu File={dev}/nvidia[0-1]\n"
-        f"Name=shard Count=8 File={dev}/nvidia0\n"
-        f"Name=shard Count=8 File={dev}/nvidia1\n"
+        f"Name=shard Count={SHARDS_PER_GPU} File={dev}/nvidia0\n"
+        f"Name=shard Count={SHARDS_PER_GPU} File={dev}/nvidia1\n"
     )
     line = (
         f"required {plugin} lib={native.libfcsp} region_dir={region} shards_per_gpu=8 fcsp={fcsp_command()}"
@@ -412,12 +419,294 @@ def test_four_tasks_share_one_cap(slurm: Slurm) -> None:
 
 
 def test_shards_become_caps(slurm: Slurm) -> None:
-    done = slurm.run("srun", "--gres=shard:2", str(slurm.native.probe), "init", timeout=60, check=True)
+    probe = str(slurm.native.probe)
+    done = slurm.run("srun", "--gres=shard:2", probe, "init", timeout=60, check=True)
     assert _probe_rows(done.stdout, "init")[0]["total_bytes"] == str(2 * GIB), done.stdout  # 2/8 of 8 GiB
-    explicit = slurm.run(
-        "srun", "--gres=shard:2", "--fcsp-mem=1G", str(slurm.native.probe), "init", timeout=60, check=True
+    # Options may lower a shard step's share, down to or equal to it.
+    for opts, cap in (
+        (["--fcsp-mem=1G"], GIB),
+        (["--fcsp-mem=2G"], 2 * GIB),
+        (["--fcsp-mem=25%"], 2 * GIB),
+        (["--fcsp-sm=10"], 2 * GIB),
+        (["--fcsp-mem=10%", "--fcsp-sm=25"], int(0.1 * 8 * GIB)),
+    ):
+        lowered = slurm.run("srun", "--gres=shard:2", *opts, probe, "init", timeout=60, check=True)
+        assert _probe_rows(lowered.stdout, "init")[0]["total_bytes"] == str(cap), (opts, lowered.stdout)
+
+
+def test_shard_caps_in_the_policy_table(slurm: Slurm) -> None:
+    # What root registered for the step while it runs: memory and SM share of its 2 shards (25% of GPU 0).
+    slurm.wait_idle()
+    deadline = time.monotonic() + 30
+    while any(p.tenant.startswith("slurm-") for p in policy_list(slurm.region)):  # earlier steps' entries
+        assert time.monotonic() < deadline, policy_list(slurm.region)
+        time.sleep(0.2)
+    step = subprocess.Popen(
+        ["srun", "--gres=shard:2", str(slurm.native.probe), "init", "sleep", "3000"],
+        env=slurm.env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    try:
+        deadline = time.monotonic() + 30
+        policies: list[PolicyEntry] = []
+        while not policies and time.monotonic() < deadline:
+            policies = [p for p in policy_list(slurm.region) if p.tenant.startswith("slurm-")]
+            time.sleep(0.2)
+        assert len(policies) == 1, policies
+        gpus = policies[0].gpus
+        assert len(gpus) == 1, policies
+        assert gpus[0].mem_limit_bytes == 2 * GIB and gpus[0].sm_limit_pct == 25, policies
+    finally:
+        out, err = step.communicate(timeout=60)
+    assert step.returncode == 0, (out, err)
+
+
+@pytest.mark.parametrize(
+    ("opt", "share"),
+    [
+        ("--fcsp-mem=100%", "25% of a GPU"),
+        ("--fcsp-mem=26%", "25% of a GPU"),
+        ("--fcsp-sm=26", "25% of a GPU's SMs"),
+    ],
+)
+@pytest.mark.parametrize("tool", ["srun", "sbatch", "salloc"])
+def test_shard_share_cannot_be_widened_at_submit(slurm: Slurm, tool: str, opt: str, share: str) -> None:
+    slurm.wait_idle()
+    cmd = [tool, "--gres=shard:2", opt] + (["--wrap=true"] if tool == "sbatch" else ["true"])
+    done = slurm.run(*cmd, timeout=30)
+    assert done.returncode != 0, done
+    lines = [ln for ln in done.stderr.splitlines() if "fcsp:" in ln]
+    want = f"{opt} is more than this step's shard share (2 shards, {share}, 8 shards per GPU)"
+    assert want in lines[0], lines
+    assert SHARD_MSG in lines[0], lines
+    assert not slurm.run("squeue", "-h").stdout.strip(), "a job was queued"
+    # the request as the tool's input variable (SLURM_GRES, SBATCH_GRES, SALLOC_GRES) counts the same
+    var = {"srun": "SLURM_GRES", "sbatch": "SBATCH_GRES", "salloc": "SALLOC_GRES"}[tool]
+    env = dict(slurm.env, **{var: "shard:2"})
+    cmd = [tool, opt] + (["--wrap=true"] if tool == "sbatch" else ["true"])
+    by_env = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=30, check=False)
+    assert by_env.returncode != 0 and SHARD_MSG in by_env.stderr, by_env.stderr
+
+
+def test_shard_byte_cap_above_share_fails_on_the_node(slurm: Slurm) -> None:
+    # Bytes are checked where the GPU's size is known: the step fails before its task starts, one line in
+    # stderr.
+    done = slurm.run("srun", "--gres=shard:2", "--fcsp-mem=3G", str(slurm.native.probe), "init", timeout=60)
+    assert done.returncode != 0 and "init ok" not in done.stdout, done
+    want = "--fcsp-mem=3G is more than this step's shard share (2 shards, 25% of GPU 0 = 2048 MiB, 8 shards"
+    assert want in done.stderr, done.stderr
+
+
+def test_shard_request_the_submit_side_cannot_see(slurm: Slurm) -> None:
+    probe = str(slurm.native.probe)
+    # #SBATCH lines: sbatch's plugin sees --fcsp-mem but not the shards; the batch step is refused on the
+    # node.
+    script = slurm.base / "shard-job.sh"
+    script.write_text(f"#!/bin/sh\n#SBATCH --gres=shard:1\n#SBATCH --fcsp-mem=100%\n{probe} init\n")
+    out = slurm.base / "shard-job.out"
+    done = slurm.run("sbatch", "--wait", f"--output={out}", str(script), timeout=90)
+    text = out.read_text(errors="replace")
+    assert done.returncode != 0 and "init ok" not in text, (done, text)
+    assert "--fcsp-mem=100% is more than this step's shard share (1 shard, 12.5% of a GPU" in text, text
+    # srun inside a shard job (the step inherits the job's shards): refused by srun itself
+    out = slurm.base / "inherit.out"
+    slurm.run(
+        "sbatch", "--wait", "--gres=shard:1", f"--output={out}",
+        f"--wrap=srun --fcsp-mem=100% {probe} init; echo rc=$?; srun --fcsp-mem=512M {probe} init",
+        timeout=90, check=True,
+    )  # fmt: skip
+    text = out.read_text(errors="replace")
+    assert "srun: error: fcsp: --fcsp-mem=100% is more than this step's shard share (1 shard" in text, text
+    assert "rc=1" in text, text
+    assert _probe_rows(text, "init")[0]["total_bytes"] == str(512 << 20), text
+
+
+def test_whole_gpu_steps_use_options_freely(slurm: Slurm) -> None:
+    probe = str(slurm.native.probe)
+    for opts, cap in (
+        (["--fcsp-mem=100%", "--fcsp-sm=100"], 8 * GIB),
+        (["--fcsp-mem=8G"], 8 * GIB),
+        (["--fcsp-mem=3G"], 3 * GIB),
+    ):
+        done = slurm.run("srun", "--gres=gpu:1", *opts, probe, "init", timeout=60, check=True)
+        assert _probe_rows(done.stdout, "init")[0]["total_bytes"] == str(cap), (opts, done.stdout)
+
+
+def test_submit_side_reads_its_options_not_the_command(slurm: Slurm) -> None:
+    slurm.wait_idle()
+    # options given with separate values ("-n 1", "--gres shard:2") are read past
+    for opts in (
+        ["-n", "1", "--gres=shard:2"],
+        ["--ntasks", "1", "--gres", "shard:2"],
+        ["-J", "x", "--gres", "shard:2"],
+    ):
+        done = slurm.run("srun", *opts, "--fcsp-mem=100%", "true", timeout=30)
+        assert done.returncode != 0 and SHARD_MSG in done.stderr, (opts, done.stderr)
+        assert not slurm.run("squeue", "-h").stdout.strip(), "a job was queued"
+    # srun's options end where the command starts: a command's argument is not a shard request
+    echo = slurm.run("srun", "--gres=gpu:1", "--fcsp-mem=100%", "echo", "--gres=shard:1", check=True)
+    assert echo.stdout.strip() == "--gres=shard:1", echo
+    echo = slurm.run(
+        "srun", "-n", "1", "--gres=gpu:1", "--fcsp-mem=100%", "-u", "echo", "--gres", "shard:1", check=True
     )
-    assert _probe_rows(explicit.stdout, "init")[0]["total_bytes"] == str(GIB), explicit.stdout
+    assert echo.stdout.strip() == "--gres shard:1", echo
+
+
+def test_shards_over_several_gpus(slurm: Slurm, tmp_path: Path) -> None:
+    """--gres=shard:12 with 8 shards per GPU. Slurm 22.05 never spreads one job's shards over GPUs: it
+    refuses such a job (sbatch --test-only, srun --immediate). Slurm 23.11+ with MULTIPLE_SHARING_GRES_PJ
+    does; the step's environment then says 12 shards on GPUs 0,1 but not how they split, and fcsp caps each
+    GPU at the share it is sure of: 12 - 8 = 4 shards, 50% (the arithmetic for every split is checked
+    below)."""
+    probe = str(slurm.native.probe)
+    if slurm_version() < (23, 11):
+        one_gpu = slurm.run("sbatch", "--test-only", "--gres=shard:8", "--wrap=true", timeout=30)
+        assert one_gpu.returncode == 0, one_gpu
+        spread = slurm.run("sbatch", "--test-only", "--gres=shard:12", "--wrap=true", timeout=30)
+        assert spread.returncode != 0, spread
+        assert "Requested node configuration is not available" in spread.stderr, spread.stderr
+        now = slurm.run("srun", "--immediate=2", "--gres=shard:12", "true", timeout=30)
+        assert now.returncode != 0, now
+    else:
+        done = slurm.run("srun", "--gres=shard:12", probe, "init", "0", "init", "1", timeout=60, check=True)
+        inits = _probe_rows(done.stdout, "init")  # 50% of each 8 GiB GPU
+        assert len(inits) == 2 and all(int(r["total_bytes"]) == 4 * GIB for r in inits), done.stdout
+    # The plugin's own arithmetic (spank/shards.c), for splits a one-node Slurm cannot be made to produce.
+    check = tmp_path / "spank_shards_check"
+    env = {k: v for k, v in os.environ.items() if k != "LD_PRELOAD"}
+    subprocess.run(
+        ["cc", "-std=c11", "-Wall", "-Wextra", "-Werror", "-D_GNU_SOURCE", f"-I{REPO / 'spank'}",
+         f"-I{REPO / 'fcsp_core' / 'native' / 'include'}", str(REPO / "tests/native/spank_shards_check.c"),
+         str(REPO / "spank" / "shards.c"), "-lm", "-o", str(check)],
+        env=env, check=True, timeout=120,
+    )  # fmt: skip
+
+    def share(shards: int, gpus: int) -> str:
+        return subprocess.run(
+            [str(check), "share", str(shards), str(SHARDS_PER_GPU), str(gpus)],
+            capture_output=True, text=True, check=True, timeout=30,
+        ).stdout.strip()  # fmt: skip
+
+    assert share(12, 2) == "share=0.500000 sm=50"  # 8+4, 7+5, 6+6, ...: every GPU holds at least 4
+    assert share(16, 2) == "share=1.000000 sm=100"  # 8+8: both whole
+    assert share(4, 2) == "share=0.125000 sm=13"  # 3+1 or 2+2: only one shard is sure on each
+    assert share(20, 3) == "share=0.500000 sm=50"  # at least 20 - 2*8 = 4 on each
+    assert share(2, 1) == "share=0.250000 sm=25"
+    assert share(9, 1) == "share=1.000000 sm=100"  # never more than the whole GPU
+
+    def gres(text: str) -> str:
+        cmd = [str(check), "gres", text]
+        return subprocess.run(cmd, capture_output=True, text=True, check=True, timeout=30).stdout.strip()
+
+    assert gres("gpu:1,shard:2") == "shards=2"
+    assert gres("shard") == "shards=1" and gres("shard:tesla") == "shards=1"
+    assert gres("shard:tesla:3") == "shards=3" and gres("gres/shard:4") == "shards=4"
+    assert gres("gpu:2") == "shards=0" and gres("none") == "shards=0"
+    assert gres("shard:a:b") == "shards=-1"  # unreadable: the submit side leaves it to the node
+
+
+def test_slurm_2205_gives_a_gpu_and_its_shards_together(slurm: Slurm) -> None:
+    """A Slurm fact deploy/slurm/README.md warns about: 22.05 gives --gres=gpu:2 both GPUs while another job
+    holds all 8 shards of GPU 0 (Slurm's documentation says a GPU is allocated as a GPU or as shards, not
+    both). fcsp keeps each step's own cap, but the two share GPU 0's memory first come, first served."""
+    if slurm_version() != (22, 5):
+        pytest.skip(f"checked on Slurm 22.05 only (this is {slurm_version()})")
+    slurm.wait_idle()
+    hold = subprocess.Popen(
+        ["srun", "--gres=shard:8", "sleep", "20"],
+        env=slurm.env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+    )  # fmt: skip
+    try:
+        deadline = time.monotonic() + 30
+        while "RUNNING gres:shard:8" not in slurm.run("squeue", "-h", "-o", "%T %b").stdout:
+            assert time.monotonic() < deadline, slurm.run("squeue").stdout
+            time.sleep(0.2)
+        both = slurm.run("srun", "--immediate=5", "--gres=gpu:2", "printenv", "SLURM_STEP_GPUS", check=True)
+        assert both.stdout.strip() == "0,1", both
+    finally:
+        hold.terminate()
+        hold.communicate(timeout=60)
+
+
+@contextmanager
+def plugstack_args(cluster: Slurm, extra: str) -> Iterator[None]:
+    """plugstack.conf with more key=value arguments (a later key wins), restored afterwards."""
+    path = cluster.base / "plugstack.conf"
+    line = path.read_text()
+    path.write_text(line.rstrip("\n") + f" {extra}\n")
+    try:
+        yield
+    finally:
+        path.write_text(line)
+
+
+def test_plugstack_line_keeps_opt_out_off() -> None:
+    line = subprocess.run(
+        [fcsp_command(), "slurm", "plugstack"], capture_output=True, text=True, timeout=60, check=True
+    ).stdout
+    assert "allow_opt_out=no" in line, line
+    allowed = subprocess.run(
+        [fcsp_command(), "slurm", "plugstack", "--allow-opt-out"], capture_output=True, text=True, timeout=60,
+        check=True,
+    ).stdout  # fmt: skip
+    assert "allow_opt_out=yes" in allowed, allowed
+
+
+def test_opt_out_only_where_the_site_allows_it(slurm: Slurm) -> None:
+    probe = str(slurm.native.probe)
+    slurm.wait_idle()
+    for tool in ("srun", "sbatch"):
+        cmd = [tool, "--gres=gpu:1", "--fcsp-off"] + (["--wrap=true"] if tool == "sbatch" else ["true"])
+        refused = slurm.run(*cmd, timeout=30)
+        assert refused.returncode != 0, refused
+        want = "fcsp: --fcsp-off: this site does not allow running GPU jobs without fcsp caps"
+        assert want in refused.stderr, refused.stderr
+        assert not slurm.run("squeue", "-h").stdout.strip(), "a job was queued"
+    with plugstack_args(slurm, "allow_opt_out=yes"):
+        off = slurm.run("srun", "--gres=gpu:1", "--fcsp-off", probe, "init", check=True)
+        assert _probe_rows(off.stdout, "init")[0]["total_bytes"] == str(8 * GIB), off.stdout
+        conflict = slurm.run("srun", "--fcsp-off", "--fcsp-mem=1G", "true")
+        assert conflict.returncode != 0 and "exclude" in conflict.stderr, conflict.stderr
+        # a shard step never opts out
+        shard = slurm.run("srun", "--gres=shard:2", "--fcsp-off", probe, "init", timeout=30)
+        assert shard.returncode != 0 and "init ok" not in shard.stdout, shard
+        want = "fcsp: --fcsp-off: this step holds 2 shards (25% of a GPU, 8 shards per GPU) and runs under"
+        assert want in shard.stderr, shard.stderr
+
+
+def _node_daemons(region: Path) -> list[int]:
+    """PIDs of `fcsp node` processes serving this region."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            argv = (entry / "cmdline").read_bytes().split(b"\0")
+        except OSError:
+            continue
+        if b"node" in argv and str(region).encode() in argv and any(a.endswith(b"fcsp") for a in argv[:2]):
+            found.append(int(entry.name))
+    return found
+
+
+def test_plugin_starts_or_finds_the_node_daemon(slurm: Slurm) -> None:
+    # slurmd's plugin (fcsp= in plugstack.conf) started `fcsp node` on the region: it holds the node lock.
+    lock = slurm.region / "node.lock"
+    first = _pidfile(lock)
+    assert first and _node_daemons(slurm.region) == [first], (first, _node_daemons(slurm.region))
+    assert f"fcsp: started the node daemon, pid {first} (" in slurm.log("slurmd"), slurm.log("slurmd")[-3000:]
+    # a job's prolog finds it and starts no second one
+    slurm.run("srun", "--gres=gpu:1", "--fcsp-mem=1G", "true", check=True)
+    assert _pidfile(lock) == first and _node_daemons(slurm.region) == [first]
+    # gone (killed): the next job's prolog starts it again
+    _stop(first)
+    assert not _node_daemons(slurm.region)
+    slurm.run("srun", "--gres=gpu:1", "--fcsp-mem=1G", "true", check=True)
+    deadline = time.monotonic() + 30
+    while not _node_daemons(slurm.region) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    second = _pidfile(lock)
+    assert second and second != first and _node_daemons(slurm.region) == [second], slurm.log("slurmd")[-3000:]
+    assert f"fcsp: started the node daemon, pid {second} (" in slurm.log("slurmd")
 
 
 def test_scancel_leaves_nothing_accounted(slurm: Slurm) -> None:
@@ -435,14 +724,6 @@ def test_scancel_leaves_nothing_accounted(slurm: Slurm) -> None:
     slurm.run("scancel", "--signal=KILL", "--full", job, check=True)
     slurm.wait_idle()
     _assert_nothing_accounted(slurm)
-
-
-def test_opt_out_and_no_options(slurm: Slurm) -> None:
-    probe = str(slurm.native.probe)
-    off = slurm.run("srun", "--gres=gpu:1", "--fcsp-off", probe, "init", check=True)
-    assert _probe_rows(off.stdout, "init")[0]["total_bytes"] == str(8 * GIB), off.stdout
-    conflict = slurm.run("srun", "--fcsp-off", "--fcsp-mem=1G", "true")
-    assert conflict.returncode != 0 and "exclude" in conflict.stderr, conflict.stderr
 
 
 def test_env_cannot_raise_the_cap(slurm: Slurm) -> None:
@@ -465,5 +746,23 @@ def test_cli_gres_and_check(slurm: Slurm) -> None:
     assert "problem:" not in check.stdout or "owned by root" not in check.stdout, check.stdout
     if (lib_dir() / "fcsp_spank.so").exists():  # else `check` rightly reports the package has no plugin
         assert "fcsp_spank.so" not in check.stdout, check.stdout
+    assert "shards_per_gpu" not in check.stdout, check.stdout  # 8, as gres.conf has
+    line = (slurm.base / "plugstack.conf").read_text()
+    for arg, want in (
+        (
+            "shards_per_gpu=4",
+            "plugstack.conf shards_per_gpu=4 but this node has 16 shards on 2 GPUs (8 per GPU)",
+        ),
+        (
+            "shards_per_gpu=0",
+            "this node has gres/shard (16 on 2 GPUs) but plugstack.conf has no shards_per_gpu",
+        ),
+    ):
+        wrong = slurm.base / "plugstack-wrong.conf"
+        wrong.write_text(line.rstrip("\n") + f" {arg}\n")
+        out = slurm.run(
+            fcsp_command(), "slurm", "check", "--plugstack", str(wrong), "--region-dir", str(slurm.region)
+        )
+        assert out.returncode == 1 and f"problem: {want}" in out.stdout, out.stdout
     bad = slurm.run(fcsp_command(), "slurm", "check", "--plugstack", "/nonexistent")
     assert bad.returncode == 1 and "/nonexistent does not exist" in bad.stdout, bad.stdout

@@ -26,6 +26,9 @@ environment set by `fcsp ray start` (and printed by `fcsp ray env`):
                            or calls fcsp_ray.enable() before submitting)
 environment read by the plugin: FCSP_RAY_METRICS_PORT (9478), FCSP_RAY_NODE_DAEMON=0, FCSP_RAY_NODE_LOG
 
+`fcsp ray resources` prints {} on a node without GPUs (and says why on stderr); without NVML's Python
+binding (nvidia-ml-py, part of fcsp[ray]) it says so and exits 1, as does `fcsp ray start`.
+
 examples:
   fcsp ray resources                         # {"fcsp_mem_gb": 80.0, "fcsp_sm": 100.0}
   fcsp ray start -- --head --num-gpus 1
@@ -66,11 +69,28 @@ def _merge_resources(args: list[str], ours: dict[str, float]) -> list[str]:
     return [*out, f"--resources={json.dumps(merged)}"] if merged else out
 
 
+def _this_node_resources(prog: str) -> dict[str, float] | None:
+    """This node's resources; {} on a node without GPUs (said on stderr); None when NVML is missing."""
+    from fcsp_ray.resources import NoGpuError, NvmlMissingError, node_resources
+
+    try:
+        return node_resources()
+    except NvmlMissingError as exc:
+        print(f"{prog}: {exc}", file=sys.stderr)
+        return None
+    except NoGpuError as exc:
+        print(f"{prog}: no fcsp resources on this node: {exc}", file=sys.stderr)
+        return {}
+
+
 def run(args: argparse.Namespace) -> int:
     import fcsp_ray
 
     if args.ray_command == "resources":
-        print(json.dumps(fcsp_ray.node_resources()))
+        resources = _this_node_resources("fcsp ray resources")
+        if resources is None:
+            return 1
+        print(json.dumps(resources))
         return 0
     if args.ray_command == "env":
         for key, value in fcsp_ray.cluster_env().items():
@@ -83,8 +103,11 @@ def run(args: argparse.Namespace) -> int:
     if ray_bin is None:
         print("fcsp ray start: the `ray` command is not installed: pip install 'fcsp[ray]'", file=sys.stderr)
         return 127
+    resources = _this_node_resources("fcsp ray start")
+    if resources is None:
+        return 1
     env = {**os.environ, **fcsp_ray.cluster_env()}
-    argv = [ray_bin, "start", *_merge_resources(ray_args, fcsp_ray.node_resources())]
+    argv = [ray_bin, "start", *_merge_resources(ray_args, resources)]
     print(f"fcsp ray start: {' '.join(argv)}", file=sys.stderr, flush=True)
     os.execve(ray_bin, argv, env)
     return 0  # not reached

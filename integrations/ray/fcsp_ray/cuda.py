@@ -7,11 +7,16 @@ import ctypes
 from dataclasses import dataclass, field
 
 CUDA_ERROR_OUT_OF_MEMORY = 2
+CUDA_ERROR_NOT_PERMITTED = 800  # what libfcsp answers, failing closed, when it could not set up
+_NAMES = {
+    CUDA_ERROR_OUT_OF_MEMORY: "CUDA_ERROR_OUT_OF_MEMORY",
+    CUDA_ERROR_NOT_PERMITTED: "CUDA_ERROR_NOT_PERMITTED",
+}
 
 
 class CudaError(RuntimeError):
     def __init__(self, call: str, code: int) -> None:
-        name = "CUDA_ERROR_OUT_OF_MEMORY" if code == CUDA_ERROR_OUT_OF_MEMORY else f"CUresult {code}"
+        name = _NAMES.get(code, f"CUresult {code}")
         super().__init__(f"{call} failed: {name}")
         self.code = code
 

@@ -3,6 +3,8 @@
 Started by the plugin in Ray's runtime-env agent (one per node, fate-shared with the raylet). A supervisor
 thread runs `fcsp node` and restarts it when it exits (after `FCSP_RAY_RESTART_S`, default 1 s); the daemon
 gets SIGTERM when the agent dies (PR_SET_PDEATHSIG). Nodes without a GPU (NVML sees none) run no daemon.
+Whenever no daemon is started, the reason is the log file's last line (and a warning in the agent's log), so
+whoever finds no metrics reads why there.
 
 Environment read: FCSP_RAY_NODE_DAEMON=0 (run none), FCSP_RAY_METRICS_PORT (default 9478; 0: any free
 port), FCSP_RAY_NODE_LOG (the daemon's log file; default <ray session dir>/logs/fcsp-node.log when known,
@@ -22,7 +24,7 @@ import threading
 import time
 from pathlib import Path
 
-from fcsp_ray.resources import gpu_memory_bytes
+from fcsp_ray.resources import NoGpuError, NvmlMissingError, gpu_memory_bytes
 
 log = logging.getLogger(__name__)
 _STARTED: list[threading.Thread] = []
@@ -47,6 +49,17 @@ def log_path() -> Path:
     return session / "fcsp-node.log" if session.is_dir() else Path.cwd() / "fcsp-node.log"
 
 
+def _last_line(log_file: Path) -> str:
+    """The daemon's own last words (its error line when it could not start)."""
+    try:
+        with log_file.open("rb") as f:
+            f.seek(max(0, f.seek(0, os.SEEK_END) - 4096))
+            lines = [ln for ln in f.read().decode(errors="replace").splitlines() if ln.strip()]
+    except OSError as exc:
+        return f"its log {log_file} is unreadable: {exc}"
+    return lines[-1].strip() if lines else "it printed nothing"
+
+
 def _supervise(argv: list[str], log_file: Path, restart_s: float) -> None:
     starts = 0
     while True:
@@ -61,20 +74,49 @@ def _supervise(argv: list[str], log_file: Path, restart_s: float) -> None:
             )
         log.info("fcsp: started the node daemon (pid %d, start %d)", proc.pid, starts)
         code = proc.wait()
-        log.warning("fcsp: the node daemon exited with %d; restarting in %.1f s", code, restart_s)
+        last = _last_line(log_file)
+        log.warning("fcsp: the node daemon exited with %d (%s); restarting in %.1f s", code, last, restart_s)
         time.sleep(restart_s)
 
 
+NOT_STARTED = "fcsp: the node daemon was not started: "  # the prefix of the log line that says why
+
+
+def note(log_file: Path, line: str) -> None:
+    """Append one line to the daemon's log, where `fcsp demo --ray` and operators look for it."""
+    try:
+        log_file.parent.mkdir(parents=True, exist_ok=True)
+        with log_file.open("a") as out:
+            out.write(line + "\n")
+    except OSError as exc:
+        log.warning("fcsp: cannot write %s: %s", log_file, exc)
+
+
+def _why_not() -> str | None:
+    """Why this node runs no daemon, or None when it should run one."""
+    if os.environ.get("FCSP_RAY_NODE_DAEMON", "1") == "0":
+        return "FCSP_RAY_NODE_DAEMON=0"
+    try:
+        gpu_memory_bytes()
+    except (NvmlMissingError, NoGpuError) as exc:
+        return str(exc)
+    return None
+
+
 def ensure_started() -> bool:
-    """Start the supervisor once per process if this node has GPUs; True when it runs."""
+    """Start the supervisor once per process if this node has GPUs; True when it runs. When it does not,
+    the reason goes to the daemon's log file and the agent's log."""
     if _STARTED:
         return True
-    if os.environ.get("FCSP_RAY_NODE_DAEMON", "1") == "0" or not gpu_memory_bytes():
+    log_file = log_path()
+    reason = _why_not()
+    if reason is not None:
+        note(log_file, NOT_STARTED + reason)
+        log.warning("%s%s", NOT_STARTED, reason)
         return False
     port = os.environ.get("FCSP_RAY_METRICS_PORT", "9478")
     argv = [*fcsp_command(), "node", "--metrics-port", port]
     restart_s = float(os.environ.get("FCSP_RAY_RESTART_S", "1"))
-    log_file = log_path()
     log_file.parent.mkdir(parents=True, exist_ok=True)
     thread = threading.Thread(
         target=_supervise, args=(argv, log_file, restart_s), name="fcsp-node-supervisor", daemon=True

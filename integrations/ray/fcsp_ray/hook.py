@@ -12,11 +12,42 @@ start` sets it for drivers started on the cluster's nodes) or by `fcsp_ray.enabl
 from __future__ import annotations
 
 import functools
+import inspect
+from collections.abc import Callable
 from typing import Any
 
 from fcsp_ray.caps import PLUGIN_KEY, caps_from_resources
 
 _ENABLED: list[bool] = []
+TESTED_RAY = "2.9.0 and 2.60.0"  # the oldest and newest Ray the hook is tested against
+
+
+class RayApiError(RuntimeError):
+    """This Ray's private submit API is not the one the hook wraps: fcsp caps could not be attached."""
+
+
+def _private(module: Any, path: str) -> Callable[..., Any]:
+    """module.<path> (dotted), checked to be a function that takes (self, args, kwargs, **options)."""
+    import ray
+
+    target: Any = module
+    for part in path.split("."):
+        target = getattr(target, part, None)
+        if target is None:
+            break
+    params = list(inspect.signature(target).parameters.values()) if callable(target) else []
+    names = [p.name for p in params]
+    if path.endswith("._remote") and (
+        names[:3] != ["self", "args", "kwargs"] or params[-1].kind is not inspect.Parameter.VAR_KEYWORD
+    ):
+        target = None
+    if target is None:
+        raise RayApiError(
+            f"fcsp_ray: Ray {ray.__version__} has no {module.__name__}.{path} of the form fcsp wraps, so "
+            f"tasks asking for fcsp_* resources would run uncapped; fcsp's Ray hook is tested with Ray "
+            f"{TESTED_RAY}"
+        )
+    return target
 
 
 def _with_caps(runtime_env: Any, resources: Any) -> dict[str, Any] | None:
@@ -31,14 +62,21 @@ def _with_caps(runtime_env: Any, resources: Any) -> dict[str, Any] | None:
 
 def enable() -> None:
     """Translate fcsp_* resources into the runtime_env of every task and actor this driver submits
-    (idempotent)."""
+    (idempotent). Raises RayApiError, naming what is missing, when this Ray's private submit API moved:
+    never a silent no-op that would let capped tasks run uncapped."""
     if _ENABLED:
         return
     from ray import actor, remote_function
-    from ray._private.utils import get_runtime_env_info, parse_runtime_env_for_task_or_actor
+    from ray._private import utils
 
-    task_remote = remote_function.RemoteFunction._remote
-    actor_remote = actor.ActorClass._remote
+    task_remote = _private(remote_function, "RemoteFunction._remote")
+    actor_remote = _private(actor, "ActorClass._remote")
+    get_runtime_env_info = _private(utils, "get_runtime_env_info")
+    # Ray 2.9-2.2x call it parse_runtime_env; later ones parse_runtime_env_for_task_or_actor (same contract)
+    parse_name = "parse_runtime_env_for_task_or_actor"
+    parse_runtime_env_for_task_or_actor = _private(
+        utils, parse_name if hasattr(utils, parse_name) else "parse_runtime_env"
+    )
 
     @functools.wraps(task_remote)
     def _task_remote(self: Any, args: Any = None, kwargs: Any = None, **task_options: Any) -> Any:

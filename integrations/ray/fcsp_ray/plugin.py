@@ -2,8 +2,23 @@
 
 Ray's runtime-env agent (one per node) loads it at start; for a worker whose runtime_env carries the `fcsp`
 key it sets, before the worker execs: LD_PRELOAD (this node's libfcsp.so first), FCSP_MEM_LIMIT,
-FCSP_SM_LIMIT, and FCSP_TENANT=ray-<worker pid> (exported by the bash step that execs the worker, so each
-worker process is its own tenant). Loading it also starts the node daemon supervisor (daemon.py).
+FCSP_SM_LIMIT, FCSP_ON_INIT_FAILURE=fail and FCSP_TENANT=ray-<worker pid> (exported by the bash step that
+execs the worker, so each worker process is its own tenant). Loading it also starts the node daemon
+supervisor (daemon.py).
+
+Fail closed: a worker that asked for caps never runs uncapped. Its caps are pinned over anything the task's
+own `env_vars` say (Ray applies plugins after `env_vars`: FCSP_MEM_LIMIT, FCSP_SM_LIMIT and
+FCSP_ON_INIT_FAILURE are overwritten, per-GPU FCSP_*_LIMIT_<gpu> of a capped kind dropped); if libfcsp
+cannot set up in the worker, its GPU memory allocations are refused (CUDA_ERROR_NOT_PERMITTED) instead of
+running without caps; and if libfcsp.so is missing on the node, the runtime env fails to set up and Ray
+fails the task.
+
+Why not FCSP_SCHEDULER and the policy table (as Slurm does): the policy table fences a tenant only when the
+tenant cannot write it. It belongs to the region directory's owner (root, or the user running `fcsp node`);
+Ray's runtime-env agent runs as the same user as the tasks, so an entry it could write, the task could
+rewrite, and where it cannot (a root-owned /run/fcsp) every task would be refused. Each worker is also its
+own tenant named by its PID, known only in the bash step that execs it, after the agent has answered. So Ray
+caps come from the worker's environment, set before exec, fail closed.
 """
 
 from __future__ import annotations
@@ -30,7 +45,8 @@ class FcspPlugin(RuntimeEnvPlugin):
         try:
             daemon.ensure_started()
         except Exception as exc:  # noqa: BLE001 - the agent must come up even if the daemon cannot
-            log.error("fcsp: could not start the node daemon: %s", exc)
+            daemon.note(daemon.log_path(), f"{daemon.NOT_STARTED}{exc}")
+            log.error("%s%s", daemon.NOT_STARTED, exc)
 
     @staticmethod
     def validate(runtime_env_dict: dict) -> None:
@@ -48,10 +64,15 @@ class FcspPlugin(RuntimeEnvPlugin):
         if value is None:
             return
         caps = Caps.model_validate(value)
+        lib = paths.libfcsp_path()  # NativeMissingError (the task fails to start) rather than no preload
         env = context.env_vars
+        ours = caps.to_env()
+        for key in [k for k in env if any(k.startswith(f"{var}_") for var in ours)]:
+            del env[key]  # a per-GPU FCSP_MEM_LIMIT_<gpu> of the task's own would replace its Ray cap
         base_preload = env.get("LD_PRELOAD", os.environ.get("LD_PRELOAD"))
-        env["LD_PRELOAD"] = prepend_preload(base_preload, str(paths.libfcsp_path()))
-        env.update(caps.to_env())
+        env["LD_PRELOAD"] = prepend_preload(base_preload, str(lib))
+        env.update(ours)
+        env["FCSP_ON_INIT_FAILURE"] = "fail"
         # One tenant per worker process: the bash step that execs the worker exports its own PID, which the
         # worker keeps across exec.
         context.command_prefix += ["export", "FCSP_TENANT=ray-$$", "&&"]

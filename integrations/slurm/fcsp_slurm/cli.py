@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import re
 import shutil
 import stat
 import subprocess
@@ -21,7 +22,9 @@ DEFAULT_SHARDS = 8
 DESCRIPTION = """\
 Slurm integration. The SPANK plugin adds --fcsp-mem=SIZE, --fcsp-sm=PCT and --fcsp-off to srun, sbatch and
 salloc, registers each job step as an fcsp tenant (slurm-<job>.<step>) with those caps on its GPUs, turns
---gres=shard:N into caps of N/(shards per GPU) of the GPU, and cleans up in the job epilog.
+--gres=shard:N into caps of N/(shards per GPU) of the GPU (an upper bound: a shard step's --fcsp-mem/--fcsp-sm
+may only lower it, --fcsp-off is refused), and cleans up in the job epilog. --fcsp-off is refused unless the
+site allows it (plugstack allow_opt_out=yes).
 
   fcsp slurm plugstack   the plugstack.conf line for this install
   fcsp slurm gres        gres.conf and slurm.conf lines for this node's GPUs (NVML)
@@ -81,6 +84,52 @@ def _run(cmd: list[str]) -> subprocess.CompletedProcess[str] | None:
         return None
 
 
+def _plugstack_args(text: str) -> dict[str, str]:
+    """key=value arguments of the fcsp plugin's plugstack.conf line (the last such line)."""
+    found: dict[str, str] = {}
+    for line in text.splitlines():
+        words = line.split("#", 1)[0].split()
+        if len(words) >= 2 and words[1].endswith(PLUGIN_NAME):
+            found = dict(w.split("=", 1) for w in words[2:] if "=" in w)
+    return found
+
+
+def _node_shards_per_gpu(node: str) -> tuple[int, int] | None:
+    """(GPUs, shards) in slurm.conf's Gres of this node, or None when Slurm cannot say."""
+    done = _run(["scontrol", "show", "node", node])
+    if done is None or done.returncode != 0:
+        return None
+    gres = re.search(r"\bGres=(\S+)", done.stdout)
+    if not gres:
+        return None
+    counts = {"gpu": 0, "shard": 0}
+    for item in gres.group(1).split(","):
+        parts = item.split("(")[0].split(":")
+        if parts[0] in counts and len(parts) >= 2 and parts[-1].isdigit():
+            counts[parts[0]] += int(parts[-1])
+    return counts["gpu"], counts["shard"]
+
+
+def _shard_problems(args: dict[str, str], node: str) -> list[str]:
+    """plugstack.conf shards_per_gpu against this node's shards per GPU (a smaller one widens each share)."""
+    node_gres = _node_shards_per_gpu(node)
+    if node_gres is None or node_gres[1] == 0:
+        return []
+    gpus, shards = node_gres
+    configured = args.get("shards_per_gpu", "0")
+    if configured in ("", "0"):
+        return [
+            f"this node has gres/shard ({shards} on {gpus} GPUs) but plugstack.conf has no shards_per_gpu: "
+            "shard steps are not capped to their share"
+        ]
+    if gpus and configured.isdigit() and int(configured) * gpus != shards:
+        return [
+            f"plugstack.conf shards_per_gpu={configured} but this node has {shards} shards on {gpus} GPUs "
+            f"({shards / gpus:g} per GPU): each shard step's share would be wrong"
+        ]
+    return []
+
+
 def check(plugstack: Path, region_dir: Path) -> list[str]:
     """Problems with this node's setup (empty: fine)."""
     problems: list[str] = []
@@ -94,6 +143,9 @@ def check(plugstack: Path, region_dir: Path) -> list[str]:
         problems.append(f"{plugstack} does not exist: add the line of `fcsp slurm plugstack` to it")
     elif PLUGIN_NAME not in plugstack.read_text(errors="replace"):
         problems.append(f"{plugstack} does not load {PLUGIN_NAME}: add the line of `fcsp slurm plugstack`")
+    else:
+        args = _plugstack_args(plugstack.read_text(errors="replace"))
+        problems += _shard_problems(args, os.uname().nodename.split(".")[0])
     if not shutil.which("srun"):
         problems.append("srun is not on PATH: Slurm's client tools are missing")
     else:
@@ -171,7 +223,12 @@ def register(sub: Any, formatter: Callable[[str], argparse.HelpFormatter]) -> No
     ps.add_argument("--shards-per-gpu", type=int, default=DEFAULT_SHARDS, help="gres/shard per GPU (0: off)")
     ps.add_argument("--default-mem", metavar="SIZE", help="cap GPU steps without fcsp options at SIZE")
     ps.add_argument("--default-sm", metavar="PCT", help="cap GPU steps without fcsp options at PCT")
-    ps.add_argument("--no-opt-out", dest="opt_out", action="store_false", help="refuse --fcsp-off")
+    ps.add_argument(
+        "--allow-opt-out",
+        dest="opt_out",
+        action="store_true",
+        help="honour --fcsp-off for steps without shards (default: refused; shard steps never opt out)",
+    )
     g = s.add_parser(
         "gres", help="gres.conf/slurm.conf lines for this node's GPUs", formatter_class=formatter
     )
