@@ -29,7 +29,7 @@ from fcsp_core import region_node
 from fcsp_core.config import PolicyEntry
 from fcsp_core.node.instance_lock import NodeLock
 from fcsp_core.node.pidwatch import UNREADABLE, proc_start_time
-from fcsp_core.region import FcspIOError, Region, policy_put, read_snapshot, region_file_path
+from fcsp_core.region import FcspIOError, Region, policy_put, policy_remove, read_snapshot, region_file_path
 
 MiB = 1 << 20
 SYSTEM_PYTHON = "/usr/bin/python3"  # what another uid can run (the test's own Python may sit under /root)
@@ -269,6 +269,31 @@ def test_a_user_corrupting_their_own_file_affects_only_themselves(
     finally:
         _release(vandal, own, victim)
     daemon.wait_log(rf"region {b_file} of uid {b.uid} refused: .*no process maps it: removed")
+
+
+def test_the_daemon_reaps_and_removes_idle_tenants_in_every_uids_file(
+    node: Node, two_uids, node_daemon
+) -> None:
+    a, b = two_uids
+    daemon = node_daemon(node.env(LD_PRELOAD=""), "--grace", "0.5", metrics=False)
+    policy_put(PolicyEntry(tenant="slurm-77.0", uid=a.uid, mem_limit_bytes=1 << 30), node.region_dir)
+    lines, err = node.run(
+        a, node.env(FCSP_TENANT="slurm-77.0", FCSP_SCHEDULER="slurm"), "init", "alloc", "64M"
+    )
+    assert _allocs(lines) == ["ok"], err
+    victim = node.hold(b, node.env(FCSP_TENANT="killed", FCSP_MEM_LIMIT="1G"), "256M")
+    deadline = time.monotonic() + 15
+    while not any(p.pid == victim.pid for p in read_snapshot(node.region_dir).processes):
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+    victim.kill()  # b's process dies without cleaning up: the daemon reaps it in b's file
+    daemon.wait_log(rf"reaped pid={victim.pid} tenant=killed bytes={256 * MiB}")
+    policy_remove(
+        "slurm-77.0", node.region_dir
+    )  # the scheduler lets go: a's idle tenant goes after the grace
+    daemon.wait_log(r"removed tenant slurm-77.0: no process")
+    snap = read_snapshot(node.region_dir)
+    assert snap.tenant("slurm-77.0") is None and snap.tenant("killed") is None
 
 
 def test_one_cap_per_tenant_a_joiner_cannot_raise_it(native, sim_env, run_probe, parse_probe) -> None:
