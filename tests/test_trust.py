@@ -296,6 +296,30 @@ def test_the_daemon_reaps_and_removes_idle_tenants_in_every_uids_file(
     assert snap.tenant("slurm-77.0") is None and snap.tenant("killed") is None
 
 
+def test_the_node_follows_a_users_file_that_its_owner_replaced(node: Node, two_uids) -> None:
+    """A uid may remove its own file (sticky directory) and its next process makes another: the daemon's view
+    follows the new one (what the uid left in the old one is its own business)."""
+    a, b = two_uids
+    first = node.hold(b, node.env(FCSP_TENANT="first", FCSP_MEM_LIMIT="1G"), "64M")
+    try:
+        with Region.open(node.region_dir, create=True) as reg:
+            assert reg.snapshot().tenant("first", b.uid) is not None
+            path = region_file_path(node.region_dir, b.uid)
+            done = b.run(
+                [SYSTEM_PYTHON, "-c", f"import os; os.unlink({str(path)!r})"], env={"PATH": "/usr/bin"}
+            )
+            assert done.returncode == 0, done.stderr
+            second = node.hold(b, node.env(FCSP_TENANT="second", FCSP_MEM_LIMIT="1G"), "64M")
+            try:
+                reg.rescan()
+                snap = reg.snapshot()
+                assert snap.tenant("second", b.uid) is not None and snap.tenant("first", b.uid) is None
+            finally:
+                _release(second)
+    finally:
+        _release(first)
+
+
 def test_one_cap_per_tenant_a_joiner_cannot_raise_it(native, sim_env, run_probe, parse_probe) -> None:
     """Same uid, same tenant: the first process's cap is the tenant's; a joiner asking for more gets the
     tenant's (it may ask for less, for itself)."""

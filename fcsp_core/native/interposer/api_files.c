@@ -105,6 +105,14 @@ static int remove_squat(const fcsp_region_handle *h, const char *users, const ch
     return fcsp_region_clear_squat(h->dir, path, uid >= 0 ? (uint32_t)uid : UINT32_MAX) == 0;
 }
 
+/* Whether a mapped file's path now names another file (a uid may remove its own file, in the sticky directory). */
+static int replaced(const struct fcsp_region_file *f)
+{
+    struct stat mapped, now;
+    return f->state == FCSP_FILE_MAPPED && fstat(f->map.fd, &mapped) == 0 &&
+           (lstat(f->map.path, &now) != 0 || now.st_ino != mapped.st_ino || now.st_dev != mapped.st_dev);
+}
+
 FCSP_API int fcsp_region_rescan(fcsp_region_handle *h)
 {
     if (h->node) {
@@ -125,6 +133,11 @@ FCSP_API int fcsp_region_rescan(fcsp_region_handle *h)
                     f = &h->files[i];
             if (!f && !(f = add_file(h, (uint32_t)uid)))
                 break;
+            if (f != &h->files[0] && replaced(f)) { /* its owner removed it and made another: follow */
+                fcsp_region_map_close(&f->map);
+                f->state = FCSP_FILE_ABSENT;
+                h->generation++;
+            }
             try_map(h, f, 0, NULL);
         }
         if (d)
