@@ -27,6 +27,7 @@ from fcsp_core.node.instance_lock import NodeLock
 from fcsp_core.node.jobmap import DcgmJobMap
 from fcsp_core.node.labels import LabelCache
 from fcsp_core.node.metrics_http import MetricsServer, serve
+from fcsp_core.node.mps import MpsManager, policy_shares
 from fcsp_core.node.nvml import NvmlView
 from fcsp_core.node.pidwatch import PidWatcher
 from fcsp_core.node.rates import SmTimeRates
@@ -117,6 +118,7 @@ class NodeDaemon:
         self._last_refusal: tuple[str, float] | None = None
         self.lock = NodeLock(region_dir)
         self.others = OtherFiles()
+        self.mps = MpsManager(config.mps, region_dir, self._mps_shares) if config.mps.enabled else None
 
     # ---- setup ---------------------------------------------------------------------------------------------
 
@@ -132,6 +134,8 @@ class NodeDaemon:
         )  # fmt: skip
         self._prepare_policy()
         self.nvml = NvmlView.open()
+        if self.mps is not None:
+            self.mps.start()
         build = BuildInfo(
             version=__version__, libfcsp=fcsp_version(), region_layout=region_node.layout_version()
         )
@@ -142,6 +146,7 @@ class NodeDaemon:
             labels=self.labels,
             nvml=self.nvml,
             rates=self.rates,
+            extra=self.mps,
         )
         self.registry.register(self.collector)
 
@@ -164,6 +169,12 @@ class NodeDaemon:
         except FcspError as exc:
             log.warning("policy table unreadable (%s): keeping every idle policy tenant", exc.message)
             return None
+
+    def _mps_shares(self) -> dict[int, int]:
+        try:
+            return policy_shares(list(policy_list(self.region_dir)))
+        except FcspError:
+            return {}
 
     def serve_metrics(self) -> None:
         m = self.config.metrics
@@ -237,9 +248,12 @@ class NodeDaemon:
             pass  # already woken
 
     def housekeeping(self, now: float) -> None:
-        """Other uids' files (new, squatted, refused), tenant GC and the job map (every second)."""
+        """Other uids' files (new, squatted, refused), tenant GC, the job map and the MPS daemon (every
+        second)."""
         self.others.tend(self.holder.rescan())
         self.others.sweep(self.region_dir)
+        if self.mps is not None:
+            self.mps.poll()
         region = self.holder.region
         if region is None or not self.holder.snapshot_into(self._raw):
             return
