@@ -472,7 +472,7 @@ def test_a_device_without_a_place_in_the_file_is_refused_not_uncapped(
     out = run_probe(env, "init", "alloc", "64M", "alloc", "2G")
     assert [r["status"] for r in parse_probe(out.stdout) if r["cmd"] == "alloc"] == ["fail", "fail"]
     lines = _fcsp_lines(out.stderr)
-    assert len(lines) == 1 and "cannot identify CUDA device 0" in lines[0] and "fail-closed" in lines[0]
+    assert len(lines) == 1 and "cannot identify CUDA device 0" in lines[0] and "are refused" in lines[0]
 
 
 REAP_WITHOUT_FDS = r"""

@@ -142,11 +142,6 @@ static int fill_dev(struct fcsp_dev *d, const char *uuid, int ordinal, uint64_t 
     return 0;
 }
 
-/* What a process that asked for caps gets for a device it cannot account (no UUID, no room in its file): a cap of one
- * byte, so admission refuses every allocation there, never lets one through uncapped. Nothing is ever charged to it
- * (its ordinal, -1, matches no allocation), so its GPU index only names the counter of refusals. */
-static struct fcsp_dev deny_dev = {.state = FCSP_DEV_READY, .gpu = 0, .ordinal = -1, .limit_bytes = 1};
-
 struct fcsp_dev *fcsp_dev_slow(CUdevice ordinal)
 {
     if ((unsigned)ordinal >= FCSP_MAX_ORDINALS || fcsp_mode() != FCSP_MODE_ENFORCE)
@@ -155,7 +150,10 @@ struct fcsp_dev *fcsp_dev_slow(CUdevice ordinal)
     pthread_mutex_lock(&map_lock);
     int st = atomic_load_explicit(&d->state, memory_order_relaxed);
     if (st == FCSP_DEV_UNKNOWN) {
-        fcsp_pfn_cuDeviceGetUuid get_uuid = FCSP_REAL(cuDeviceGetUuid);
+        /* _v2: a MIG instance's own UUID (the plain call gives its GPU's, shared by every instance) */
+        fcsp_pfn_cuDeviceGetUuid get_uuid = FCSP_REAL(cuDeviceGetUuid_v2);
+        if (!get_uuid)
+            get_uuid = FCSP_REAL(cuDeviceGetUuid);
         fcsp_pfn_cuDeviceTotalMem_v2 total_mem = FCSP_REAL(cuDeviceTotalMem_v2);
         fcsp_pfn_cuDeviceGetAttribute attr = FCSP_REAL(cuDeviceGetAttribute);
         CUuuid u;
@@ -170,18 +168,13 @@ struct fcsp_dev *fcsp_dev_slow(CUdevice ordinal)
         } else {
             st = FCSP_DEV_FAILED;
         }
-        if (st == FCSP_DEV_FAILED && fcsp_g.cfg.caps_asked)
-            fcsp_log(FCSP_LOG_ERROR, "cannot identify CUDA device %d or give it a place in %s: refusing its memory "
-                                     "allocations (fail-closed: this process asked for caps)",
-                     (int)ordinal, fcsp_g.region.path);
-        else if (st == FCSP_DEV_FAILED)
-            fcsp_log(FCSP_LOG_WARN, "cannot identify CUDA device %d: its allocations are not accounted", (int)ordinal);
+        if (st == FCSP_DEV_FAILED)
+            fcsp_log(FCSP_LOG_WARN, "cannot identify CUDA device %d (a node region tracks %d GPUs): allocations on it "
+                                    "are refused", (int)ordinal, FCSP_MAX_GPUS);
         /* release: fast-path readers (acquire) see the filled entry */
         atomic_store_explicit(&d->state, st, memory_order_release);
     }
     pthread_mutex_unlock(&map_lock);
-    if (st == FCSP_DEV_FAILED && fcsp_g.cfg.caps_asked)
-        return &deny_dev;
     return st == FCSP_DEV_READY ? d : NULL;
 }
 
