@@ -29,6 +29,7 @@ class NvmlView:
         # uuid -> (when asked, [(pid, bytes)], or None when NVML could not say)
         self._procs: dict[str, tuple[float, list[tuple[int, int]] | None]] = {}
         self._all: list[str] | None = None  # every GPU's UUID, once asked
+        self._uuids_failed = False  # logged once
 
     @classmethod
     def open(cls) -> NvmlView | None:
@@ -62,17 +63,6 @@ class NvmlView:
             handle = self._nvml.nvmlDeviceGetHandleByUUID(uuid)
             self._handles[uuid] = handle
         return handle
-
-    def uuids(self) -> list[str]:
-        """The UUIDs of this node's GPUs (empty when NVML cannot say)."""
-        with self._lock:
-            try:
-                count = self._nvml.nvmlDeviceGetCount()
-                handles = [self._nvml.nvmlDeviceGetHandleByIndex(i) for i in range(count)]
-                raw = [self._nvml.nvmlDeviceGetUUID(h) for h in handles]
-            except self._nvml.NVMLError:
-                return []
-        return [u.decode() if isinstance(u, bytes) else str(u) for u in raw]
 
     def index(self, uuid: str) -> int | None:
         """NVML's index of the GPU (as nvidia-smi and dcgm-exporter number it); None if NVML lacks it."""
@@ -110,7 +100,8 @@ class NvmlView:
         return self._ask(uuid)
 
     def uuids(self) -> list[str]:
-        """The UUIDs of every GPU NVML sees (asked once: GPUs do not come and go under a running driver)."""
+        """The UUIDs of this node's GPUs, empty when NVML cannot say (asked until it answers, then kept: GPUs
+        do not come and go under a running driver)."""
         with self._lock:
             if self._all is None:
                 found: list[str] = []
@@ -122,7 +113,9 @@ class NvmlView:
                         self._handles[uuid] = handle
                         found.append(uuid)
                 except self._nvml.NVMLError as exc:
-                    log.warning("NVML cannot list the GPUs (%s): the audit sees none", exc)
+                    if not self._uuids_failed:
+                        log.warning("NVML cannot list the GPUs (%s); asking again until it can", exc)
+                    self._uuids_failed = True
                     return []
                 self._all = found
             return list(self._all)
