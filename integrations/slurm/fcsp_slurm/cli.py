@@ -13,7 +13,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from fcsp_slurm.gpus import NvmlError, list_gpus
+from fcsp_core.node.nvml import NvmlError, list_gpus
 
 PLUGIN_NAME = "fcsp_spank.so"
 DEFAULT_REGION = "/run/fcsp"
