@@ -1,5 +1,6 @@
 """`fcsp ray`: `resources` (this node's --resources JSON), `env` (the variables that turn fcsp on) and
-`start` (`ray start` with both). Registered by fcsp_core/cli.py; importing this module stays cheap."""
+`start` (`ray start` with both). fcsp_core/cli.py finds it through the `fcsp.commands` entry point
+(pyproject.toml) and imports it for every `fcsp` command, so importing it stays cheap."""
 
 from __future__ import annotations
 

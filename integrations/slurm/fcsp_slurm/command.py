@@ -1,4 +1,4 @@
-"""`fcsp slurm plugstack|gres|check`."""
+"""`fcsp slurm plugstack|gres|check` (fcsp_core/cli.py finds it through the `fcsp.commands` entry point)."""
 
 from __future__ import annotations
 
