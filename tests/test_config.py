@@ -8,7 +8,7 @@ import os
 import pytest
 from pydantic import ValidationError
 
-from fcsp_core import _native, paths, region
+from fcsp_core import __version__, _native, paths, region
 from fcsp_core.config import (
     EnvError,
     GpuLimits,
@@ -312,4 +312,5 @@ def test_policy_round_trip(region_dir):
 
 
 def test_version():
-    assert region.fcsp_version()
+    """libfcsp's version is the package's (both from pyproject.toml)."""
+    assert region.fcsp_version() == __version__

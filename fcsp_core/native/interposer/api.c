@@ -13,7 +13,7 @@ _Static_assert(sizeof(((struct fcsp_snapshot *)0)->tenants) / sizeof(struct fcsp
                "tenants");
 _Static_assert(sizeof(((struct fcsp_snapshot *)0)->procs) / sizeof(struct fcsp_proc_info) == FCSP_MAX_PROCS, "procs");
 
-FCSP_API const char *fcsp_version(void) { return "0.1.0"; }
+FCSP_API const char *fcsp_version(void) { return FCSP_VERSION_STRING; /* pyproject.toml's, from CMake */ }
 
 FCSP_API int fcsp_region_open(const char *dir, int create, fcsp_region_handle **out, char *err, size_t errlen)
 {
