@@ -8,8 +8,11 @@ import os
 import pytest
 from pydantic import ValidationError
 
-from fcsp_core import __version__, _native, paths, region
+from fcsp_core import __version__, _native, c_limits, paths, region
 from fcsp_core.config import (
+    MAX_GPUS,
+    NAME_LEN,
+    UUID_LEN,
     EnvError,
     GpuLimits,
     MemLimit,
@@ -34,10 +37,10 @@ MiB = 1 << 20
 
 
 def test_mem_limit_is_bytes_or_percent_exactly():
-    assert MemLimit(limit_bytes=GiB).to_env() == str(GiB)
-    assert MemLimit(limit_pct=12.5).to_env() == "12.5%"
     assert MemLimit(limit_pct=50).resolve_bytes(80 * GiB) == 40 * GiB
     assert MemLimit(limit_bytes=6 * GiB).resolve_bytes(80 * GiB) == 6 * GiB
+    assert MemLimit(limit_bytes=GiB).to_env() == str(GiB)
+    assert MemLimit(limit_pct=12.5).to_env() == "12.5%"
     assert MemLimit(limit_bytes=6 * GiB).describe() == "6 GiB"
     assert MemLimit(limit_pct=50).describe() == "50% of the GPU"
     with pytest.raises(ValidationError):
@@ -112,6 +115,19 @@ def test_read_cdef_needs_the_markers():
         _native.read_cdef("int f(void);")
     text = "x\n/* FCSP_CDEF_BEGIN */\nint f(void);\n/* FCSP_CDEF_END */\ny"
     assert _native.read_cdef(text).strip() == "int f(void);"
+
+
+def test_python_reads_the_c_limits():
+    """config's sizes are limits.h's (through cffi), and the cdef's struct arrays agree with them."""
+    limits = c_limits.limits()
+    assert MAX_GPUS == limits.FCSP_MAX_GPUS == 16
+    assert (NAME_LEN, UUID_LEN) == (limits.FCSP_NAME_LEN, limits.FCSP_UUID_LEN)
+    assert c_limits.cdef("#ifndef G\n#define G\n#define FCSP_X 7 /* why */\n") == "#define FCSP_X 7\n"
+    ffi = _native.native().ffi
+    fields = dict(ffi.typeof("struct fcsp_snapshot").fields)
+    assert fields["gpus"].type.length == MAX_GPUS
+    assert dict(ffi.typeof("struct fcsp_gpu_info").fields)["uuid"].type.length == UUID_LEN
+    assert dict(ffi.typeof("struct fcsp_policy_in").fields)["tenant"].type.length == NAME_LEN
 
 
 def test_installed_header_has_the_cdef():
