@@ -58,13 +58,6 @@ class MemLimit(_Model):
             raise ValueError("a memory limit is either limit_bytes or limit_pct, exactly one")
         return self
 
-    def resolve_bytes(self, total_bytes: int) -> int:
-        """The cap in bytes on a GPU with total_bytes of memory."""
-        if self.limit_bytes is not None:
-            return self.limit_bytes
-        assert self.limit_pct is not None
-        return int(total_bytes * self.limit_pct / 100.0)
-
     def to_env(self) -> str:
         """The value for FCSP_MEM_LIMIT (re-parsed by the C library: bytes or a percentage)."""
         if self.limit_bytes is not None:
