@@ -1,7 +1,7 @@
 """The Prometheus collector: every collect() reads one region snapshot and turns it into metric families (no
 state mirrored in the background; the SM-time ratio, which needs two readings, comes from rates.py).
 
-Naming follows Prometheus' guide and FACTS.md: `fcsp_` prefix, base units, `_total` counters, ratios 0..1.
+Naming follows Prometheus' naming guide: `fcsp_` prefix, base units, `_total` counters, ratios 0..1.
 GPU series carry dcgm-exporter's `gpu`, `UUID` and `hostname` labels (so dashboards can join the two),
 tenant series add `tenant`, `job_id`, `user` and `scheduler` (labels.py). A tenant's series exist while the
 tenant does.

@@ -1,6 +1,6 @@
 /* The public C API of libfcsp.so: what the Python region manager (cffi, ABI mode), the SPANK plugin and tools use.
  *
- * The part between FCSP_CDEF_BEGIN and FCSP_CDEF_END is read verbatim by fcsp_core/region.py as cffi's cdef, so it
+ * The part between FCSP_CDEF_BEGIN and FCSP_CDEF_END is read verbatim by fcsp_core/_native.py as cffi's cdef, so it
  * must stay in the C subset cffi parses: plain integer #defines, structs, prototypes; no includes, no attributes.
  */
 #ifndef FCSP_API_H
