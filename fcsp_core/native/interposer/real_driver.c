@@ -83,9 +83,3 @@ int fcsp_real_nvml_resolve(void)
     pthread_once(&nvml_once, resolve_nvml);
     return nvml_status;
 }
-
-void *fcsp_real_cuda_handle(void)
-{
-    fcsp_real_cuda_resolve();
-    return cuda_handle;
-}
