@@ -14,11 +14,11 @@ from typing import Annotated, Literal, cast
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_validator
 
-from fcsp_core import _native, c_limits
+from fcsp_core import _native, c_constants
 
-MAX_GPUS: int = c_limits.limits().FCSP_MAX_GPUS
-NAME_LEN: int = c_limits.limits().FCSP_NAME_LEN  # with the NUL
-UUID_LEN: int = c_limits.limits().FCSP_UUID_LEN  # with the NUL
+MAX_GPUS: int = c_constants.constants().FCSP_MAX_GPUS
+NAME_LEN: int = c_constants.constants().FCSP_NAME_LEN  # with the NUL
+UUID_LEN: int = c_constants.constants().FCSP_UUID_LEN  # with the NUL
 SIM_MAX_GPUS = 8  # the simulated driver's limits (sim/sim_config.h)
 SIM_MAX_SMS = 1024
 

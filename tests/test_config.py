@@ -8,7 +8,7 @@ import os
 import pytest
 from pydantic import ValidationError
 
-from fcsp_core import __version__, _native, c_limits, paths, region
+from fcsp_core import __version__, _native, c_constants, paths, region
 from fcsp_core.config import (
     MAX_GPUS,
     NAME_LEN,
@@ -115,12 +115,16 @@ def test_read_cdef_needs_the_markers():
     assert _native.read_cdef(text).strip() == "int f(void);"
 
 
-def test_python_reads_the_c_limits():
-    """config's sizes are limits.h's (through cffi), and the cdef's struct arrays agree with them."""
-    limits = c_limits.limits()
+def test_python_reads_the_c_constants():
+    """config's sizes are limits.h's (through cffi), the API's defines are read too, and the cdef's struct
+    arrays agree with the sizes."""
+    limits = c_constants.constants()
     assert MAX_GPUS == limits.FCSP_MAX_GPUS == 16
     assert (NAME_LEN, UUID_LEN) == (limits.FCSP_NAME_LEN, limits.FCSP_UUID_LEN)
-    assert c_limits.cdef("#ifndef G\n#define G\n#define FCSP_X 7 /* why */\n") == "#define FCSP_X 7\n"
+    header = '#ifndef G\n#define G\n#define FCSP_X 7 /* why */\n#define FCSP_Y 0xFF\n#define FCSP_Z "s"\n'
+    assert c_constants.cdef(header) == "#define FCSP_X 7\n#define FCSP_Y 0xFF\n"
+    errors = {name: code for name, code in c_constants.named("FCSP_E").items() if code < 0}
+    assert errors["FCSP_EINVAL"] == -1 and len(errors) == len(set(errors.values())) >= 7
     ffi = _native.native().ffi
     fields = dict(ffi.typeof("struct fcsp_snapshot").fields)
     assert fields["gpus"].type.length == MAX_GPUS
