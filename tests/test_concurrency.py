@@ -55,3 +55,15 @@ def test_cap_is_exceeded_without_fcsp(native, sim_env, parse_probe, sim_stats):
     _storm(native, env, procs=8, threads=4, iters=2000, maxsize="48M")
     live, peak = sim_stats(env)
     assert peak > GiB and live == 0
+
+
+def test_capture_storm_beside_the_sampler_and_a_capped_launcher(native, sim_env):
+    """Three threads of fcsp's at once (the application's launcher, fcsp's sampler thread, the capturing
+    thread counting open captures and standing launches aside): no capture is lost, and under TSan no race."""
+    probe = native.lib_dir / "fcsp-capture-probe"
+    env = sim_env(FCSP_TENANT="capture-race", FCSP_SM_LIMIT="12", kernel_us="default=100")
+    out = subprocess.run(
+        [str(probe), "storm", "global", "200"], env=env, capture_output=True, text=True, timeout=300
+    )
+    assert out.returncode == 0, out.stdout + out.stderr
+    assert "failed=0" in out.stdout

@@ -26,14 +26,17 @@ The node daemon: run one per node (as root, from systemd: deploy/systemd/fcsp-no
   - exports Prometheus metrics (GET /metrics): per GPU and per tenant memory used and cap, SM share, refused
     allocations, processes, reaped processes, memory held outside fcsp (NVML), with dcgm-exporter's labels
     (gpu, UUID, hostname) plus tenant, job_id, user, scheduler;
-  - optionally maintains dcgm-exporter's HPC job-mapping directory (--dcgm-job-map).
+  - optionally maintains dcgm-exporter's HPC job-mapping directory (--dcgm-job-map);
+  - optionally (--mps, [mps] enabled) runs the MPS control daemon for spatial mode: each MPS server gets its
+    user's SM share as active thread percentage, one user's server at a time, client faults counted.
 A second instance on the node refuses to start and says which PID holds the node."""
 
 EPILOG = f"""\
 configuration file (TOML; deploy/fcsp-node.toml documents every key), flags win over it:
   region_dir, reap_interval_ms, heartbeat_stale_ms, tenant_grace_seconds, rebuild_retry_seconds,
   check_interval_seconds, sm_time_window_seconds, log_level, [metrics] enabled/address/port,
-  [dcgm] job_map_dir, [[policy]] tenant/uid/mem_limit_bytes/sm_limit_pct
+  [dcgm] job_map_dir, [mps] enabled/control/log_dir/default_active_thread_pct/command_timeout_seconds,
+  [[policy]] tenant/uid/mem_limit_bytes/sm_limit_pct
 
 environment read:
   FCSP_REGION_DIR   the region directory when neither --region-dir nor region_dir is set (default
@@ -77,6 +80,11 @@ def register(sub: Any, formatter: Callable[[str], argparse.HelpFormatter]) -> No
         "--reap-interval", metavar="MS", type=int, help="periodic reap pass interval (default 100)"
     )
     p.add_argument("--dcgm-job-map", metavar="DIR", help="maintain dcgm-exporter's job-mapping directory")
+    p.add_argument(
+        "--mps",
+        action="store_true",
+        help="spatial mode: run the MPS control daemon, SM shares as MPS active thread percentages",
+    )
     p.add_argument("--log-level", choices=["debug", "info", "warning", "error"], help="default info")
     p.add_argument(
         "--once", action="store_true", help="one pass (reap, tenant GC, job map), print metrics, exit"
@@ -93,6 +101,7 @@ def _overrides(args: argparse.Namespace) -> dict[str, Any]:
         "reap_interval_ms": args.reap_interval,
         "dcgm.job_map_dir": args.dcgm_job_map,
         "log_level": args.log_level,
+        "mps.enabled": True if args.mps else None,
     }
     return {k: v for k, v in pairs.items() if v is not None}
 

@@ -68,6 +68,16 @@ class DcgmConfig(_Model):
     job_map_dir: Path | None = None
 
 
+class MpsConfig(_Model):
+    """Spatial mode ([mps]): fcsp node runs the MPS control daemon (fcsp_core/node/mps.py)."""
+
+    enabled: bool = False
+    control: str = "nvidia-cuda-mps-control"  # a path, or a name found on PATH or in the driver's bin dirs
+    log_dir: Path | None = None  # None: <region dir>/mps-log
+    default_active_thread_pct: int = Field(default=100, ge=1, le=100)  # uids without a policy share
+    command_timeout_seconds: float = Field(default=5.0, gt=0, le=60)
+
+
 class NodeConfig(_Model):
     """Everything `fcsp node` is told."""
 
@@ -81,6 +91,7 @@ class NodeConfig(_Model):
     log_level: Literal["debug", "info", "warning", "error"] = "info"
     metrics: MetricsConfig = Field(default_factory=MetricsConfig)
     dcgm: DcgmConfig = Field(default_factory=DcgmConfig)
+    mps: MpsConfig = Field(default_factory=MpsConfig)
     policy: list[NodePolicy] = Field(default_factory=list, max_length=256)
 
 
@@ -124,4 +135,4 @@ def load(path: Path | None, overrides: dict[str, Any] | None = None) -> NodeConf
         raise ConfigError(f"fcsp node: {source}: {exc}") from None
 
 
-__all__ = ["ConfigError", "DcgmConfig", "MetricsConfig", "NodeConfig", "NodePolicy", "load"]
+__all__ = ["ConfigError", "DcgmConfig", "MetricsConfig", "MpsConfig", "NodeConfig", "NodePolicy", "load"]

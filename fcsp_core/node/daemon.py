@@ -27,6 +27,7 @@ from fcsp_core.node.instance_lock import NodeLock
 from fcsp_core.node.jobmap import DcgmJobMap
 from fcsp_core.node.labels import LabelCache
 from fcsp_core.node.metrics_http import MetricsServer, serve
+from fcsp_core.node.mps import MpsManager, policy_shares
 from fcsp_core.node.nvml import NvmlView
 from fcsp_core.node.pidwatch import PidWatcher
 from fcsp_core.node.rates import SmTimeRates
@@ -100,6 +101,7 @@ class NodeDaemon:
         self._next_open = 0.0
         self._last_refusal: tuple[str, float] | None = None
         self.lock = NodeLock(region_dir)
+        self.mps = MpsManager(config.mps, region_dir, self._mps_shares) if config.mps.enabled else None
 
     # ---- setup ---------------------------------------------------------------------------------------------
 
@@ -115,6 +117,8 @@ class NodeDaemon:
         )  # fmt: skip
         self._prepare_policy()
         self.nvml = NvmlView.open()
+        if self.mps is not None:
+            self.mps.start()
         build = BuildInfo(
             version=__version__, libfcsp=fcsp_version(), region_layout=region_node.layout_version()
         )
@@ -125,6 +129,7 @@ class NodeDaemon:
             labels=self.labels,
             nvml=self.nvml,
             rates=self.rates,
+            extra=self.mps,
         )
         self.registry.register(self.collector)
 
@@ -147,6 +152,12 @@ class NodeDaemon:
         except FcspError as exc:
             log.warning("policy table unreadable (%s): keeping every idle policy tenant", exc.message)
             return None
+
+    def _mps_shares(self) -> dict[int, int]:
+        try:
+            return policy_shares(list(policy_list(self.region_dir)))
+        except FcspError:
+            return {}
 
     def serve_metrics(self) -> None:
         m = self.config.metrics
@@ -218,7 +229,9 @@ class NodeDaemon:
             pass  # already woken
 
     def housekeeping(self, now: float) -> None:
-        """Tenant GC and the job map (every second)."""
+        """Tenant GC, the job map and the MPS daemon (every second)."""
+        if self.mps is not None:
+            self.mps.poll()
         region = self.holder.region
         if region is None or not self.holder.snapshot_into(self._raw):
             return

@@ -15,7 +15,7 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
-from typing import Literal
+from typing import Literal, Protocol
 
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, InfoMetricFamily, Metric
 from prometheus_client.exposition import generate_latest
@@ -139,6 +139,13 @@ class _Families(Collector):
         return iter(self._families)
 
 
+class ExtraFamilies(Protocol):
+    """More families for each scrape (the MPS manager's): key() changes whenever families() would."""
+
+    def key(self) -> bytes: ...
+    def families(self, hostname: str) -> list[Metric]: ...
+
+
 @dataclass(frozen=True)
 class BuildInfo:
     version: str  # the fcsp package
@@ -160,7 +167,9 @@ class FcspCollector(Collector):
         labels: LabelCache | None = None,
         nvml: NvmlView | None = None,
         rates: SmTimeRates | None = None,
+        extra: ExtraFamilies | None = None,
     ) -> None:
+        self._extra = extra
         self._snapshot_into = snapshot_into
         self._hostname = hostname
         self._build = build
@@ -196,8 +205,9 @@ class FcspCollector(Collector):
 
     def _read(self) -> _Scrape:
         """Take the snapshot and what else a scrape shows (NVML's view, the SM-time windows)."""
+        extra_key = self._extra.key() if self._extra is not None else b""
         if not self._snapshot_into(self._raw):
-            return _Scrape(ok=False, live_pids=frozenset(), nvml={}, key=b"down")
+            return _Scrape(ok=False, live_pids=frozenset(), nvml={}, key=b"down" + extra_key)
         snap = self._raw
         live_pids = frozenset(int(p.pid) for p in snap.procs() if int(p.state) == PROC_LIVE)
         nvml: dict[int, tuple[int, int]] = {}
@@ -207,7 +217,7 @@ class FcspCollector(Collector):
                 if split is not None:
                     nvml[int(g.index)] = split
         rates = self._rates.version if self._rates is not None else 0
-        key = snap.digest() + repr((len(live_pids), sorted(nvml.items()), rates)).encode()
+        key = snap.digest() + repr((len(live_pids), sorted(nvml.items()), rates)).encode() + extra_key
         return _Scrape(ok=True, live_pids=live_pids, nvml=nvml, key=key)
 
     def _families(self, scrape: _Scrape) -> list[Metric]:
@@ -224,12 +234,13 @@ class FcspCollector(Collector):
         up = GaugeMetricFamily(
             "fcsp_node_up", "1 while the daemon has a trusted node region", labels=["hostname"]
         )
+        extra = self._extra.families(host) if self._extra is not None else []
         if not scrape.ok:
             up.add_metric([host], 0)
-            return [info, up]
+            return [info, up, *extra]
         up.add_metric([host], 1)
         snap = self._raw
-        out: list[Metric] = [info, up]
+        out: list[Metric] = [info, up, *extra]
         reaped = CounterMetricFamily(
             "fcsp_reaped_processes_total", "Processes that died without cleaning up and were reaped",
             labels=["hostname"],

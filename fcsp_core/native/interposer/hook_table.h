@@ -120,7 +120,18 @@
     X(cuGraphLaunch, cuGraphLaunch, 10000, FCSP_NO_VARIANT, CUresult, (CUgraphExec hGraphExec, CUstream hStream),   \
       (hGraphExec, hStream))                                                                                        \
     X(cuGraphLaunch_ptsz, cuGraphLaunch, 10000, _ptsz, CUresult, (CUgraphExec hGraphExec, CUstream hStream),        \
-      (hGraphExec, hStream))
+      (hGraphExec, hStream))                                                                                        \
+    /* stream capture (open captures: launches into them are not charged, fcsp's unsafe calls stand aside) */      \
+    X(cuStreamBeginCapture, cuStreamBeginCapture, 10000, FCSP_NO_VARIANT, CUresult, (CUstream hStream), (hStream))  \
+    X(cuStreamBeginCapture_ptsz, cuStreamBeginCapture, 10000, _ptsz, CUresult, (CUstream hStream), (hStream))       \
+    X(cuStreamBeginCapture_v2, cuStreamBeginCapture, 10010, FCSP_NO_VARIANT, CUresult,                              \
+      (CUstream hStream, CUstreamCaptureMode mode), (hStream, mode))                                                \
+    X(cuStreamBeginCapture_v2_ptsz, cuStreamBeginCapture, 10010, _ptsz, CUresult,                                   \
+      (CUstream hStream, CUstreamCaptureMode mode), (hStream, mode))                                                \
+    X(cuStreamEndCapture, cuStreamEndCapture, 10000, FCSP_NO_VARIANT, CUresult, (CUstream hStream, CUgraph * phGraph), \
+      (hStream, phGraph))                                                                                           \
+    X(cuStreamEndCapture_ptsz, cuStreamEndCapture, 10000, _ptsz, CUresult, (CUstream hStream, CUgraph * phGraph),   \
+      (hStream, phGraph))
 
 /* Driver functions fcsp calls but does not wrap (resolved with the hooks, never exported).
  * X(symbol, ret, params) */
@@ -139,6 +150,7 @@
     X(cuEventDestroy_v2, CUresult, (CUevent hEvent))                                                               \
     X(cuStreamIsCapturing, CUresult, (CUstream hStream, CUstreamCaptureStatus * captureStatus))                    \
     X(cuStreamQuery, CUresult, (CUstream hStream))                                                                 \
+    X(cuThreadExchangeStreamCaptureMode, CUresult, (CUstreamCaptureMode * mode))                                   \
     X(cuFuncGetName, CUresult, (const char **name, CUfunction hfunc))                                             \
     X(cuOccupancyMaxActiveBlocksPerMultiprocessor, CUresult,                                                       \
       (int *numBlocks, CUfunction func, int blockSize, size_t dynamicSMemSize))

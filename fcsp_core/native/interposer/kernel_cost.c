@@ -9,6 +9,7 @@
 #include "common/clock.h"
 #include "common/log.h"
 #include "interposer/bg_thread.h"
+#include "interposer/capture_watch.h"
 #include "interposer/real_driver.h"
 #include "interposer/sm_limiter.h"
 #include "interposer/state.h"
@@ -188,6 +189,10 @@ static void *sampler_main(void *arg)
     fcsp_pfn_cuEventQuery query = FCSP_REAL(cuEventQuery);
     fcsp_pfn_cuEventElapsedTime elapsed = FCSP_REAL(cuEventElapsedTime);
     fcsp_pfn_cuCtxSetCurrent set_ctx = FCSP_REAL(cuCtxSetCurrent);
+    /* cuEventQuery is an unsafe call during captures: in RELAXED mode this thread may make it whatever the
+     * application captures (capture_watch.h). Where the driver cannot, queries wait while captures are open. */
+    CUstreamCaptureMode old_mode;
+    int relaxed = fcsp_relaxed_enter(&old_mode);
     pthread_mutex_lock(&sample_lock);
     for (;;) {
         int pending = 0;
@@ -195,6 +200,10 @@ static void *sampler_main(void *arg)
             struct fcsp_sample *s = &samples[i];
             if (s->pending != 1)
                 continue;
+            if (!relaxed && fcsp_captures_open()) {
+                pending++;
+                continue;
+            }
             set_ctx(s->ctx);
             CUresult rc = query(s->end);
             if (rc == CUDA_ERROR_NOT_READY) {
@@ -245,15 +254,23 @@ static int due(struct fcsp_fn *fn, uint64_t now)
 
 struct fcsp_sample *fcsp_sample_begin(struct fcsp_fn *fn, CUstream stream, uint64_t waves)
 {
-    if (!due(fn, fcsp_coarse_ns()))
+    /* While the application has a capture open, sampling stands aside (a launch into it is not even here). */
+    if (fcsp_captures_open() || !due(fn, fcsp_coarse_ns()))
         return NULL;
     fcsp_pfn_cuStreamIsCapturing capturing = FCSP_REAL(cuStreamIsCapturing);
     fcsp_pfn_cuStreamQuery stream_query = FCSP_REAL(cuStreamQuery);
     CUstreamCaptureStatus cap = CU_STREAM_CAPTURE_STATUS_NONE;
     if (capturing && capturing(stream, &cap) == CUDA_SUCCESS && cap != CU_STREAM_CAPTURE_STATUS_NONE)
-        return NULL; /* events would become part of the graph */
-    /* Idle stream: the start event completes at once, before the kernel is even submitted (see sampler_main). */
-    int idle = stream_query && stream_query(stream) == CUDA_SUCCESS;
+        return NULL; /* events would become part of the graph (a capture begun past our hooks) */
+    /* Idle stream: the start event completes at once, before the kernel is even submitted (see sampler_main).
+     * cuStreamQuery is an unsafe call: made in RELAXED mode, so a capture another thread opens meanwhile stays
+     * valid; without that mode, the stream counts as busy. */
+    CUstreamCaptureMode old_mode;
+    int idle = 0;
+    if (stream_query && fcsp_relaxed_enter(&old_mode)) {
+        idle = stream_query(stream) == CUDA_SUCCESS;
+        fcsp_relaxed_leave(old_mode);
+    }
     fcsp_pfn_cuCtxGetCurrent get_ctx = FCSP_REAL(cuCtxGetCurrent);
     fcsp_pfn_cuEventCreate create = FCSP_REAL(cuEventCreate);
     fcsp_pfn_cuEventDestroy_v2 destroy = FCSP_REAL(cuEventDestroy_v2);
@@ -317,6 +334,7 @@ void fcsp_sample_end(struct fcsp_sample *s, CUstream stream, CUresult launch_rc)
 
 void fcsp_cost_reset(void)
 {
+    fcsp_capture_reset();
     memset(table, 0, sizeof table);
     memset(samples, 0, sizeof samples);
     sampler_started = 0;

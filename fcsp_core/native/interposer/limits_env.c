@@ -88,9 +88,11 @@ int fcsp_config_from_env(struct fcsp_config *c)
     if (mode && *mode) {
         if (!strcmp(mode, "borrow"))
             c->sm_borrow = 1;
+        else if (!strcmp(mode, "spatial"))
+            c->sm_spatial = 1;
         else if (strcmp(mode, "hard") != 0) {
-            fcsp_log(FCSP_LOG_ERROR, "FCSP_SM_MODE=%s: not valid: use hard (a strict cap) or borrow (use idle SMs "
-                                     "while no other tenant has work)", mode);
+            fcsp_log(FCSP_LOG_ERROR, "FCSP_SM_MODE=%s: not valid: use hard (a strict cap), borrow (use idle SMs "
+                                     "while no other tenant has work) or spatial (an MPS share)", mode);
             bad = 1;
         }
     }

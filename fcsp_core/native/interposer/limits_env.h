@@ -27,6 +27,7 @@ struct fcsp_config {
     uint32_t sm_dev[FCSP_MAX_GPUS];               /* FCSP_SM_LIMIT_<ordinal> */
     /* compute caps */
     int sm_borrow;               /* FCSP_SM_MODE=borrow: work-conserving (default hard) */
+    int sm_spatial;              /* FCSP_SM_MODE=spatial: the share is an MPS partition (fcsp node), no time slices */
     int nccl_bypass;             /* FCSP_SM_NCCL_BYPASS (default 1): NCCL kernels are never throttled */
     uint64_t sm_burst_ns;        /* FCSP_SM_BURST_MS (default 10): how far ahead of its share a tenant may run */
     uint64_t sm_slice_ns;        /* FCSP_SM_SLICE_US (default 2000): throttled launches are released in slices */

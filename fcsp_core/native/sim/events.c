@@ -65,6 +65,8 @@ SIM_EXPORT CUresult cuEventSynchronize(CUevent hEvent)
 {
     CUresult rc = sim_event_check(hEvent);
     if (rc == CUDA_SUCCESS)
+        rc = sim_capture_unsafe_call();
+    if (rc == CUDA_SUCCESS)
         sim_exec_sync_event(hEvent);
     return rc;
 }
@@ -72,6 +74,8 @@ SIM_EXPORT CUresult cuEventSynchronize(CUevent hEvent)
 SIM_EXPORT CUresult cuEventQuery(CUevent hEvent)
 {
     CUresult rc = sim_event_check(hEvent);
+    if (rc == CUDA_SUCCESS)
+        rc = sim_capture_unsafe_call();
     if (rc != CUDA_SUCCESS)
         return rc;
     return sim_exec_event_busy(hEvent) ? CUDA_ERROR_NOT_READY : CUDA_SUCCESS;

@@ -14,8 +14,17 @@
  * its device; an invalid launch invalidates it too. Using the legacy stream while a blocking stream of its device
  * captures fails with CUDA_ERROR_STREAM_CAPTURE_IMPLICIT and invalidates that capture. Once invalidated, work on
  * the stream fails with CUDA_ERROR_STREAM_CAPTURE_INVALIDATED until cuStreamEndCapture, which then returns that
- * error and no graph. Not modelled: the "potentially unsafe" calls (cuMemAlloc, ...) that global mode forbids,
- * captures spanning streams through events, cuThreadExchangeStreamCaptureMode.
+ * error and no graph.
+ *
+ * Capture modes, as the real driver enforces them (measured on an H200, driver 580, with fcsp-capture-probe;
+ * docs/capture-safety.md has the table): the "potentially unsafe" calls (sim_capture_unsafe_call: cuMemAlloc,
+ * cuMemFree, cuEventQuery, cuEventSynchronize, cuStreamQuery and cuStreamSynchronize of a stream that does not
+ * capture) are forbidden to a thread whose own mode (cuThreadExchangeStreamCaptureMode; GLOBAL unless exchanged)
+ * is not RELAXED while it has a capture of its own that was not begun RELAXED, or, its mode being GLOBAL, while
+ * any other thread has a capture begun GLOBAL. A forbidden call fails with CUDA_ERROR_STREAM_CAPTURE_UNSUPPORTED
+ * and invalidates the captures that forbade it. Other calls (cuCtxSetCurrent, cuEventRecord on another stream,
+ * cuEventElapsedTime, cuMemGetInfo, cuOccupancy*, cuFuncGet*, launches on other streams, ...) are allowed in
+ * every mode. Not modelled: captures spanning streams through events.
  *
  * One lock (g_mu) guards the capture state of streams, the graphs and their nodes. Executable graphs are
  * immutable copies, reference-counted so that a launch can queue their nodes without the lock.
@@ -259,6 +268,39 @@ void sim_capture_stream_destroyed(struct CUstream_st *s)
         graph_free(g);
     }
     pthread_mutex_unlock(&g_mu);
+}
+
+/* The calling thread's capture mode: what cuThreadExchangeStreamCaptureMode swaps. */
+static _Thread_local CUstreamCaptureMode t_mode = CU_STREAM_CAPTURE_MODE_GLOBAL;
+
+CUresult sim_capture_unsafe_slow(void)
+{
+    if (t_mode == CU_STREAM_CAPTURE_MODE_RELAXED)
+        return CUDA_SUCCESS;
+    int forbidden = 0;
+    pthread_t self = pthread_self();
+    pthread_mutex_lock(&g_mu);
+    for (struct CUstream_st *c = g_capturing; c; c = c->cap_next) {
+        if (c->cap_mode == CU_STREAM_CAPTURE_MODE_RELAXED)
+            continue;
+        int own = pthread_equal(c->cap_thread, self);
+        if (own || (t_mode == CU_STREAM_CAPTURE_MODE_GLOBAL && c->cap_mode == CU_STREAM_CAPTURE_MODE_GLOBAL)) {
+            c->cap_status = CU_STREAM_CAPTURE_STATUS_INVALIDATED;
+            forbidden = 1;
+        }
+    }
+    pthread_mutex_unlock(&g_mu);
+    return forbidden ? CUDA_ERROR_STREAM_CAPTURE_UNSUPPORTED : CUDA_SUCCESS;
+}
+
+SIM_EXPORT CUresult cuThreadExchangeStreamCaptureMode(CUstreamCaptureMode *mode)
+{
+    if (mode == NULL || (unsigned int)*mode > CU_STREAM_CAPTURE_MODE_RELAXED)
+        return CUDA_ERROR_INVALID_VALUE;
+    CUstreamCaptureMode old = t_mode;
+    t_mode = *mode;
+    *mode = old;
+    return CUDA_SUCCESS;
 }
 
 /* ---- capture entry points ---- */

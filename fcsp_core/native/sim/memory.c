@@ -20,7 +20,9 @@ SIM_EXPORT CUresult cuMemAlloc_v2(CUdeviceptr *dptr, size_t bytesize)
     if (dptr == NULL)
         return CUDA_ERROR_INVALID_VALUE;
     uint64_t p;
-    CUresult rc = alloc_current(bytesize, SIM_ALLOC_MEM, 0, &p);
+    CUresult rc = sim_capture_unsafe_call(); /* graphs.c: forbidden during some captures */
+    if (rc == CUDA_SUCCESS)
+        rc = alloc_current(bytesize, SIM_ALLOC_MEM, 0, &p);
     if (rc == CUDA_SUCCESS)
         *dptr = p;
     return rc;
@@ -31,7 +33,9 @@ SIM_EXPORT CUresult cuMemAlloc(CUdeviceptr_v1 *dptr, unsigned int bytesize)
     if (dptr == NULL)
         return CUDA_ERROR_INVALID_VALUE;
     uint64_t p;
-    CUresult rc = alloc_current(bytesize, SIM_ALLOC_MEM, 1, &p);
+    CUresult rc = sim_capture_unsafe_call(); /* graphs.c: forbidden during some captures */
+    if (rc == CUDA_SUCCESS)
+        rc = alloc_current(bytesize, SIM_ALLOC_MEM, 1, &p);
     if (rc == CUDA_SUCCESS)
         *dptr = (CUdeviceptr_v1)p;
     return rc;
@@ -93,6 +97,8 @@ SIM_EXPORT CUresult cuMemAllocManaged(CUdeviceptr *dptr, size_t bytesize, unsign
 SIM_EXPORT CUresult cuMemFree_v2(CUdeviceptr dptr)
 {
     CUresult rc = sim_require_init();
+    if (rc == CUDA_SUCCESS)
+        rc = sim_capture_unsafe_call(); /* graphs.c: forbidden during some captures */
     if (rc != CUDA_SUCCESS)
         return rc;
     return sim_free_linear(dptr);

@@ -190,6 +190,17 @@ static inline int sim_capture(struct CUstream_st *s, const struct sim_capture_op
 CUresult sim_capture_check_device_sync(int dev);
 /* cuStreamDestroy: a capture in progress on s ends, its graph is freed. */
 void sim_capture_stream_destroyed(struct CUstream_st *s);
+CUresult sim_capture_unsafe_slow(void);
+/* A "potentially unsafe" call (cuMemAlloc, cuMemFree, cuEventQuery, cuEventSynchronize, cuStreamQuery and
+ * cuStreamSynchronize of a stream that does not capture): CUDA_ERROR_STREAM_CAPTURE_UNSUPPORTED, invalidating the
+ * captures that forbid it, while the calling thread may not make one (see graphs.c), else CUDA_SUCCESS. */
+static inline CUresult sim_capture_unsafe_call(void)
+{
+    /* relaxed: as in sim_capture */
+    if (atomic_load_explicit(&g_sim_capturing, memory_order_relaxed) == 0)
+        return CUDA_SUCCESS;
+    return sim_capture_unsafe_slow();
+}
 
 /* ---- events.c ---- */
 CUresult sim_event_check(CUevent ev); /* init + a live event of this process */

@@ -241,6 +241,8 @@
       (CUstream hStream, CUstreamCaptureMode mode))                                                                \
     X(cuStreamEndCapture, cuStreamEndCapture, 10000, 0, CUresult, (CUstream hStream, CUgraph * phGraph))           \
     X(cuStreamEndCapture_ptsz, cuStreamEndCapture, 10000, 1, CUresult, (CUstream hStream, CUgraph * phGraph))      \
+    X(cuThreadExchangeStreamCaptureMode, cuThreadExchangeStreamCaptureMode, 10010, 0, CUresult,                    \
+      (CUstreamCaptureMode * mode))                                                                                \
     X(cuStreamIsCapturing, cuStreamIsCapturing, 10000, 0, CUresult,                                                \
       (CUstream hStream, CUstreamCaptureStatus * captureStatus))                                                   \
     X(cuStreamIsCapturing_ptsz, cuStreamIsCapturing, 10000, 1, CUresult,                                           \

@@ -103,6 +103,8 @@ static CUresult stream_sync(CUstream h, int pt)
     struct sim_capture_op op = {SIM_CAPTURE_SYNC, NULL, 0, NULL};
     if (sim_capture(s, &op, &rc))
         return rc;
+    if ((rc = sim_capture_unsafe_call()) != CUDA_SUCCESS)
+        return rc;
     sim_exec_sync_stream(s);
     return CUDA_SUCCESS;
 }
@@ -125,6 +127,8 @@ static CUresult stream_query(CUstream h, int pt)
         return rc;
     struct sim_capture_op op = {SIM_CAPTURE_SYNC, NULL, 0, NULL};
     if (sim_capture(s, &op, &rc))
+        return rc;
+    if ((rc = sim_capture_unsafe_call()) != CUDA_SUCCESS)
         return rc;
     return sim_exec_stream_busy(s) ? CUDA_ERROR_NOT_READY : CUDA_SUCCESS;
 }
