@@ -80,6 +80,21 @@ int fcsp_admit(struct fcsp_dev *d, uint64_t size)
     return 0;
 }
 
+void fcsp_charge(struct fcsp_dev *d, uint64_t size)
+{
+    struct fcsp_tenant *t = fcsp_g.tenant;
+    struct fcsp_proc *p = fcsp_g.proc;
+    op_enter(t, p);
+    /* relaxed: plain counter arithmetic (see fcsp_admit) */
+    uint64_t now = atomic_fetch_add_explicit(&t->gpu[d->gpu].used_bytes, size, memory_order_relaxed) + size;
+    atomic_fetch_add_explicit(&p->used_bytes[d->gpu], size, memory_order_relaxed);
+    op_exit(p);
+    uint64_t peak = atomic_load_explicit(&t->gpu[d->gpu].peak_bytes, memory_order_relaxed);
+    while (now > peak && !atomic_compare_exchange_weak_explicit(&t->gpu[d->gpu].peak_bytes, &peak, now,
+                                                                memory_order_relaxed, memory_order_relaxed))
+        ;
+}
+
 void fcsp_release(struct fcsp_dev *d, uint64_t size)
 {
     struct fcsp_tenant *t = fcsp_g.tenant;

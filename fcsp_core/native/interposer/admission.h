@@ -9,6 +9,9 @@
 
 /* Reserve size bytes on d for this tenant: 0 if admitted, -1 if the cap refuses it. */
 int fcsp_admit(struct fcsp_dev *d, uint64_t size);
+/* Charge memory the driver already holds (a pool or graph reservation that grew past what was admitted), cap or
+ * not: the counter tells the truth, later admissions see it. */
+void fcsp_charge(struct fcsp_dev *d, uint64_t size);
 /* Give back a reservation or a freed allocation. */
 void fcsp_release(struct fcsp_dev *d, uint64_t size);
 /* This tenant's bytes in use on d. */

@@ -5,6 +5,7 @@
 #include <sys/mman.h>
 
 #include "common/log.h"
+#include "interposer/acct.h"
 
 #define KEY_EMPTY 0ull
 #define KEY_TOMB UINT64_MAX
@@ -48,6 +49,7 @@ int fcsp_map_init(void)
 
 void fcsp_map_reset(void)
 {
+    fcsp_acct_reset(); /* and the rest of this process's accounting bookkeeping */
     if (table)
         munmap(table, (mask + 1) * sizeof(struct entry));
     table = NULL;

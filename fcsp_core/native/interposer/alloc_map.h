@@ -13,7 +13,7 @@ int fcsp_map_init(void);
 int fcsp_map_insert(uint64_t key, enum fcsp_alloc_kind kind, uint64_t size, int ordinal);
 /* 0 and the entry's size/ordinal if found (and removed), -1 if absent. */
 int fcsp_map_remove(uint64_t key, enum fcsp_alloc_kind kind, uint64_t *size, int *ordinal);
-/* Fork child: drop the parent's entries. */
+/* Fork child: drop the parent's entries (and every other accounting table: fcsp_acct_reset). */
 void fcsp_map_reset(void);
 
 #endif

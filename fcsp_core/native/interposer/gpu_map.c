@@ -115,7 +115,10 @@ struct fcsp_dev *fcsp_dev_slow(CUdevice ordinal)
     pthread_mutex_lock(&map_lock);
     int st = atomic_load_explicit(&d->state, memory_order_relaxed);
     if (st == FCSP_DEV_UNKNOWN) {
-        fcsp_pfn_cuDeviceGetUuid get_uuid = FCSP_REAL(cuDeviceGetUuid);
+        /* _v2: a MIG instance's own UUID (the plain call gives its GPU's, shared by every instance) */
+        fcsp_pfn_cuDeviceGetUuid get_uuid = FCSP_REAL(cuDeviceGetUuid_v2);
+        if (!get_uuid)
+            get_uuid = FCSP_REAL(cuDeviceGetUuid);
         fcsp_pfn_cuDeviceTotalMem_v2 total_mem = FCSP_REAL(cuDeviceTotalMem_v2);
         fcsp_pfn_cuDeviceGetAttribute attr = FCSP_REAL(cuDeviceGetAttribute);
         CUuuid u;
@@ -131,7 +134,8 @@ struct fcsp_dev *fcsp_dev_slow(CUdevice ordinal)
             st = FCSP_DEV_FAILED;
         }
         if (st == FCSP_DEV_FAILED)
-            fcsp_log(FCSP_LOG_WARN, "cannot identify CUDA device %d: its allocations are not capped", (int)ordinal);
+            fcsp_log(FCSP_LOG_WARN, "cannot identify CUDA device %d (a node region tracks %d GPUs): allocations on it "
+                                    "are refused", (int)ordinal, FCSP_MAX_GPUS);
         /* release: fast-path readers (acquire) see the filled entry */
         atomic_store_explicit(&d->state, st, memory_order_release);
     }

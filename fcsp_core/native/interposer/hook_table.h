@@ -56,6 +56,8 @@
     X(cuMemPoolTrimTo, cuMemPoolTrimTo, 11020, FCSP_NO_VARIANT, CUresult,                                           \
       (CUmemoryPool pool, size_t minBytesToKeep), (pool, minBytesToKeep))                                           \
     X(cuMemPoolDestroy, cuMemPoolDestroy, 11020, FCSP_NO_VARIANT, CUresult, (CUmemoryPool pool), (pool))           \
+    X(cuMemPoolCreate, cuMemPoolCreate, 11020, FCSP_NO_VARIANT, CUresult,                                           \
+      (CUmemoryPool * pool, const CUmemPoolProps *poolProps), (pool, poolProps))                                    \
     /* virtual memory management */                                                                                 \
     X(cuMemCreate, cuMemCreate, 10020, FCSP_NO_VARIANT, CUresult,                                                   \
       (CUmemGenericAllocationHandle * handle, size_t size, const CUmemAllocationProp *prop,                         \
@@ -63,6 +65,30 @@
       (handle, size, prop, flags))                                                                                  \
     X(cuMemRelease, cuMemRelease, 10020, FCSP_NO_VARIANT, CUresult, (CUmemGenericAllocationHandle handle),         \
       (handle))                                                                                                     \
+    X(cuMemRetainAllocationHandle, cuMemRetainAllocationHandle, 11000, FCSP_NO_VARIANT, CUresult,                   \
+      (CUmemGenericAllocationHandle * handle, void *addr), (handle, addr))                                          \
+    X(cuMemMap, cuMemMap, 10020, FCSP_NO_VARIANT, CUresult,                                                         \
+      (CUdeviceptr ptr, size_t size, size_t offset, CUmemGenericAllocationHandle handle, unsigned long long flags),  \
+      (ptr, size, offset, handle, flags))                                                                           \
+    X(cuMemUnmap, cuMemUnmap, 10020, FCSP_NO_VARIANT, CUresult, (CUdeviceptr ptr, size_t size), (ptr, size))       \
+    /* graph memory: what graphs allocate is charged from the launch that materialises it */                       \
+    X(cuGraphInstantiate, cuGraphInstantiate, 10000, FCSP_NO_VARIANT, CUresult,                                     \
+      (CUgraphExec * phGraphExec, CUgraph hGraph, CUgraphNode * phErrorNode, char *logBuffer, size_t bufferSize),   \
+      (phGraphExec, hGraph, phErrorNode, logBuffer, bufferSize))                                                    \
+    X(cuGraphInstantiate_v2, cuGraphInstantiate, 11000, FCSP_NO_VARIANT, CUresult,                                  \
+      (CUgraphExec * phGraphExec, CUgraph hGraph, CUgraphNode * phErrorNode, char *logBuffer, size_t bufferSize),   \
+      (phGraphExec, hGraph, phErrorNode, logBuffer, bufferSize))                                                    \
+    X(cuGraphInstantiateWithFlags, cuGraphInstantiateWithFlags, 11040, FCSP_NO_VARIANT, CUresult,                   \
+      (CUgraphExec * phGraphExec, CUgraph hGraph, unsigned long long flags), (phGraphExec, hGraph, flags))         \
+    X(cuGraphInstantiateWithParams, cuGraphInstantiateWithParams, 12000, FCSP_NO_VARIANT, CUresult,                 \
+      (CUgraphExec * phGraphExec, CUgraph hGraph, CUDA_GRAPH_INSTANTIATE_PARAMS * instantiateParams),               \
+      (phGraphExec, hGraph, instantiateParams))                                                                     \
+    X(cuGraphInstantiateWithParams_ptsz, cuGraphInstantiateWithParams, 12000, _ptsz, CUresult,                      \
+      (CUgraphExec * phGraphExec, CUgraph hGraph, CUDA_GRAPH_INSTANTIATE_PARAMS * instantiateParams),               \
+      (phGraphExec, hGraph, instantiateParams))                                                                     \
+    X(cuGraphExecDestroy, cuGraphExecDestroy, 10000, FCSP_NO_VARIANT, CUresult, (CUgraphExec hGraphExec),           \
+      (hGraphExec))                                                                                                 \
+    X(cuDeviceGraphMemTrim, cuDeviceGraphMemTrim, 11040, FCSP_NO_VARIANT, CUresult, (CUdevice device), (device))   \
     /* arrays */                                                                                                    \
     X(cuArrayCreate, cuArrayCreate, 2000, FCSP_NO_VARIANT, CUresult,                                                \
       (CUarray * pHandle, const CUDA_ARRAY_DESCRIPTOR_v1 *pAllocateArray), (pHandle, pAllocateArray))              \
@@ -139,6 +165,7 @@
     X(cuCtxGetDevice, CUresult, (CUdevice * device))                                                               \
     X(cuDeviceGet, CUresult, (CUdevice * device, int ordinal))                                                     \
     X(cuDeviceGetUuid, CUresult, (CUuuid * uuid, CUdevice dev))                                                    \
+    X(cuDeviceGetUuid_v2, CUresult, (CUuuid * uuid, CUdevice dev))                                                 \
     X(cuDeviceGetAttribute, CUresult, (int *pi, CUdevice_attribute attrib, CUdevice dev))                          \
     X(cuMemPoolGetAttribute, CUresult, (CUmemoryPool pool, CUmemPool_attribute attr, void *value))                \
     X(cuCtxGetCurrent, CUresult, (CUcontext * pctx))                                                               \
@@ -153,7 +180,16 @@
     X(cuThreadExchangeStreamCaptureMode, CUresult, (CUstreamCaptureMode * mode))                                   \
     X(cuFuncGetName, CUresult, (const char **name, CUfunction hfunc))                                             \
     X(cuOccupancyMaxActiveBlocksPerMultiprocessor, CUresult,                                                       \
-      (int *numBlocks, CUfunction func, int blockSize, size_t dynamicSMemSize))
+      (int *numBlocks, CUfunction func, int blockSize, size_t dynamicSMemSize))                                    \
+    X(cuStreamGetDevice, CUresult, (CUstream hStream, CUdevice * device))                                          \
+    X(cuDeviceGetMemPool, CUresult, (CUmemoryPool * pool, CUdevice dev))                                           \
+    X(cuDeviceGetDefaultMemPool, CUresult, (CUmemoryPool * pool_out, CUdevice dev))                                \
+    X(cuDeviceGetCount, CUresult, (int *count))                                                                    \
+    X(cuGraphGetNodes, CUresult, (CUgraph hGraph, CUgraphNode * nodes, size_t * numNodes))                         \
+    X(cuGraphNodeGetType, CUresult, (CUgraphNode hNode, CUgraphNodeType * type))                                   \
+    X(cuGraphMemAllocNodeGetParams, CUresult, (CUgraphNode hNode, CUDA_MEM_ALLOC_NODE_PARAMS * params_out))        \
+    X(cuGraphMemFreeNodeGetParams, CUresult, (CUgraphNode hNode, CUdeviceptr * dptr_out))                          \
+    X(cuDeviceGetGraphMemAttribute, CUresult, (CUdevice device, CUgraphMem_attribute attr, void *value))
 
 /* NVML functions we wrap: X(symbol, ret, params, args) */
 #define FCSP_NVML_HOOKS(X)                                                                                          \

@@ -6,7 +6,9 @@
  * throttling (FCSP_SM_NCCL_BYPASS=0 to charge them): throttling one rank's collective stalls every rank. A graph
  * launch is charged as one unit whose cost, like a kernel's, is learned from timed launches. Copies are never
  * charged. A launch into a stream capture is not executed: it is neither charged, throttled nor timed (the graph
- * launch is), and fcsp makes no call that could invalidate a capture (capture_watch.h). */
+ * launch is), and fcsp makes no call that could invalidate a capture (capture_watch.h). Graph memory is charged at
+ * the graph launch that takes it (acct_graph.c). */
+#include "interposer/acct.h"
 #include "interposer/capture_watch.h"
 #include "interposer/gpu_map.h"
 #include "interposer/hook_lookup.h"
@@ -136,13 +138,13 @@ FCSP_EXPORT CUresult cuLaunchCooperativeKernel_ptsz(CUfunction f, unsigned int g
 FCSP_EXPORT CUresult cuGraphLaunch(CUgraphExec hGraphExec, CUstream hStream)
 {
     fcsp_pfn_cuGraphLaunch real = FCSP_REAL(cuGraphLaunch);
-    LAUNCH(real, hGraphExec, 1, 0, 0, 0, hStream, 0, real(hGraphExec, hStream));
+    LAUNCH(real, hGraphExec, 1, 0, 0, 0, hStream, 0, fcsp_gmem_launch(real, hGraphExec, hStream, 0));
 }
 
 FCSP_EXPORT CUresult cuGraphLaunch_ptsz(CUgraphExec hGraphExec, CUstream hStream)
 {
     fcsp_pfn_cuGraphLaunch_ptsz real = FCSP_REAL(cuGraphLaunch_ptsz);
-    LAUNCH(real, hGraphExec, 1, 0, 0, 0, hStream, 1, real(hGraphExec, hStream));
+    LAUNCH(real, hGraphExec, 1, 0, 0, 0, hStream, 1, fcsp_gmem_launch(real, hGraphExec, hStream, 1));
 }
 
 /* ---- stream capture: count the open ones (capture_watch.h) ---- */

@@ -1,12 +1,14 @@
 /* Device memory: every allocation is admitted (or refused with CUDA_ERROR_OUT_OF_MEMORY) before the driver is
- * asked, rolled back if the driver then fails, and recorded so its free gives the bytes back.
+ * asked, rolled back if the driver then fails, and recorded so its free gives the bytes back. Linear memory is
+ * charged in whole units of FCSP_LINEAR_UNIT bytes, the driver's own rounding of small allocations.
  *
- * Stream-ordered allocations are accounted logically: charged at cuMemAlloc(FromPool)Async, given back at
- * cuMemFreeAsync. A pool may keep freed memory cached, but it only ever holds what it once handed out, which the cap
- * bounded, so pool trimming and destruction need no accounting of their own (they are hooked to keep every pool
- * entry point under fcsp and pass straight through). */
+ * Memory the driver keeps past one call and its free is charged for as long as the driver keeps it (acct*.c): a
+ * VMM allocation until its last mapping and reference are gone, what a memory pool keeps reserved (not only what
+ * it hands out), graph memory from the launch that materialises it until trim or destruction. Stream-ordered
+ * allocations are charged to their pool's device (the stream's, whatever context is current). */
 #include <limits.h>
 
+#include "interposer/acct.h"
 #include "interposer/admission.h"
 #include "interposer/alloc_map.h"
 #include "interposer/gpu_map.h"
@@ -87,13 +89,23 @@ static CUresult undo_mipmap(uint64_t key)
     return f ? f((CUmipmappedArray)(uintptr_t)key) : CUDA_ERROR_NOT_FOUND;
 }
 
+/* Linear allocations are handed out in units of 512 bytes (measured: bench/gpu_bypass.sh, road "granularity"): charge
+ * what the driver takes, so many tiny allocations cannot pass the cap. */
+#define FCSP_LINEAR_UNIT 512u
+
+static inline uint64_t linear_bytes(uint64_t size)
+{
+    return size > UINT64_MAX - FCSP_LINEAR_UNIT ? size : (size + FCSP_LINEAR_UNIT - 1) & ~(uint64_t)(FCSP_LINEAR_UNIT - 1);
+}
+
 /* The common shape of a linear allocation on the current device. CALL is the driver call, KEY the new pointer. */
 #define ADMIT_CURRENT(real, size, CALL, KEY, KIND, UNDO)                                                            \
     do {                                                                                                            \
         GATE_PROLOGUE(real);                                                                                        \
-        struct fcsp_dev *d_ = g_ == GATE_ENFORCE && (size) > 0 ? fcsp_dev_current() : NULL;                         \
+        int refuse_ = 0;                                                                                            \
+        struct fcsp_dev *d_ = g_ == GATE_ENFORCE && (size) > 0 ? fcsp_dev_current_to_charge(&refuse_) : NULL;       \
         if (!d_)                                                                                                    \
-            return CALL;                                                                                            \
+            return refuse_ ? CUDA_ERROR_OUT_OF_MEMORY : CALL;                                                       \
         if (fcsp_admit(d_, (size)) != 0)                                                                            \
             return CUDA_ERROR_OUT_OF_MEMORY;                                                                        \
         CUresult rc_ = CALL;                                                                                        \
@@ -117,19 +129,19 @@ static CUresult undo_mipmap(uint64_t key)
 FCSP_EXPORT CUresult cuMemAlloc_v2(CUdeviceptr *dptr, size_t bytesize)
 {
     fcsp_pfn_cuMemAlloc_v2 real = FCSP_REAL(cuMemAlloc_v2);
-    ADMIT_CURRENT(real, bytesize, real(dptr, bytesize), *dptr, FCSP_KIND_PTR, undo_ptr);
+    ADMIT_CURRENT(real, linear_bytes(bytesize), real(dptr, bytesize), *dptr, FCSP_KIND_PTR, undo_ptr);
 }
 
 FCSP_EXPORT CUresult cuMemAlloc(CUdeviceptr_v1 *dptr, unsigned int bytesize)
 {
     fcsp_pfn_cuMemAlloc real = FCSP_REAL(cuMemAlloc);
-    ADMIT_CURRENT(real, bytesize, real(dptr, bytesize), *dptr, FCSP_KIND_PTR, undo_ptr);
+    ADMIT_CURRENT(real, linear_bytes(bytesize), real(dptr, bytesize), *dptr, FCSP_KIND_PTR, undo_ptr);
 }
 
 FCSP_EXPORT CUresult cuMemAllocManaged(CUdeviceptr *dptr, size_t bytesize, unsigned int flags)
 {
     fcsp_pfn_cuMemAllocManaged real = FCSP_REAL(cuMemAllocManaged);
-    ADMIT_CURRENT(real, bytesize, real(dptr, bytesize, flags), *dptr, FCSP_KIND_PTR, undo_ptr);
+    ADMIT_CURRENT(real, linear_bytes(bytesize), real(dptr, bytesize, flags), *dptr, FCSP_KIND_PTR, undo_ptr);
 }
 
 FCSP_EXPORT CUresult cuMemFree_v2(CUdeviceptr dptr)
@@ -172,9 +184,11 @@ static uint64_t pitch_estimate(uint64_t width, uint64_t height)
     do {                                                                                                            \
         GATE_PROLOGUE(real);                                                                                        \
         uint64_t est_ = pitch_estimate(WidthInBytes, Height);                                                       \
-        struct fcsp_dev *d_ = g_ == GATE_ENFORCE && est_ && (dptr) && (pPitch) ? fcsp_dev_current() : NULL;         \
+        int refuse_ = 0;                                                                                            \
+        struct fcsp_dev *d_ =                                                                                       \
+            g_ == GATE_ENFORCE && est_ && (dptr) && (pPitch) ? fcsp_dev_current_to_charge(&refuse_) : NULL;         \
         if (!d_)                                                                                                    \
-            return real(dptr, pPitch, WidthInBytes, Height, ElementSizeBytes);                                      \
+            return refuse_ ? CUDA_ERROR_OUT_OF_MEMORY : real(dptr, pPitch, WidthInBytes, Height, ElementSizeBytes); \
         if (fcsp_admit(d_, est_) != 0)                                                                              \
             return CUDA_ERROR_OUT_OF_MEMORY;                                                                        \
         CUresult rc_ = real(dptr, pPitch, WidthInBytes, Height, ElementSizeBytes);                                  \
@@ -199,59 +213,84 @@ FCSP_EXPORT CUresult cuMemAllocPitch(CUdeviceptr_v1 *dptr, unsigned int *pPitch,
     PITCH_ALLOC(real, dptr, pPitch, WidthInBytes, Height, ElementSizeBytes);
 }
 
-/* ---- stream-ordered memory ---- */
+/* ---- stream-ordered memory and pools (acct_pool.c) ---- */
+
+#define POOL_ALLOC(real, from_pool, per_thread, dptr, size, pool, stream, CALL)                                     \
+    do {                                                                                                            \
+        GATE_PROLOGUE(real);                                                                                        \
+        if (g_ != GATE_ENFORCE || (size) == 0)                                                                      \
+            return CALL;                                                                                            \
+        const struct fcsp_pool_call c_ = {(void *)(real), (from_pool), (per_thread)};                               \
+        return fcsp_pool_alloc(&c_, (dptr), (size), (pool), (stream));                                             \
+    } while (0)
 
 FCSP_EXPORT CUresult cuMemAllocAsync(CUdeviceptr *dptr, size_t bytesize, CUstream hStream)
 {
     fcsp_pfn_cuMemAllocAsync real = FCSP_REAL(cuMemAllocAsync);
-    ADMIT_CURRENT(real, bytesize, real(dptr, bytesize, hStream), *dptr, FCSP_KIND_PTR, undo_ptr);
+    POOL_ALLOC(real, 0, 0, dptr, bytesize, NULL, hStream, real(dptr, bytesize, hStream));
 }
 
 FCSP_EXPORT CUresult cuMemAllocAsync_ptsz(CUdeviceptr *dptr, size_t bytesize, CUstream hStream)
 {
     fcsp_pfn_cuMemAllocAsync_ptsz real = FCSP_REAL(cuMemAllocAsync_ptsz);
-    ADMIT_CURRENT(real, bytesize, real(dptr, bytesize, hStream), *dptr, FCSP_KIND_PTR, undo_ptr);
+    POOL_ALLOC(real, 0, 1, dptr, bytesize, NULL, hStream, real(dptr, bytesize, hStream));
 }
 
 FCSP_EXPORT CUresult cuMemAllocFromPoolAsync(CUdeviceptr *dptr, size_t bytesize, CUmemoryPool pool,
                                              CUstream hStream)
 {
     fcsp_pfn_cuMemAllocFromPoolAsync real = FCSP_REAL(cuMemAllocFromPoolAsync);
-    ADMIT_CURRENT(real, bytesize, real(dptr, bytesize, pool, hStream), *dptr, FCSP_KIND_PTR, undo_ptr);
+    POOL_ALLOC(real, 1, 0, dptr, bytesize, pool, hStream, real(dptr, bytesize, pool, hStream));
 }
 
 FCSP_EXPORT CUresult cuMemAllocFromPoolAsync_ptsz(CUdeviceptr *dptr, size_t bytesize, CUmemoryPool pool,
                                                   CUstream hStream)
 {
     fcsp_pfn_cuMemAllocFromPoolAsync_ptsz real = FCSP_REAL(cuMemAllocFromPoolAsync_ptsz);
-    ADMIT_CURRENT(real, bytesize, real(dptr, bytesize, pool, hStream), *dptr, FCSP_KIND_PTR, undo_ptr);
+    POOL_ALLOC(real, 1, 1, dptr, bytesize, pool, hStream, real(dptr, bytesize, pool, hStream));
 }
+
+/* A pool allocation settles its pool; anything else cuMemFreeAsync may free (cuMemAlloc memory) as cuMemFree. */
+#define FREE_ASYNC(real, dptr, stream)                                                                              \
+    do {                                                                                                            \
+        CUresult rc_;                                                                                               \
+        if ((real) && fcsp_mode() == FCSP_MODE_ENFORCE && fcsp_pool_free((real), (dptr), (stream), &rc_))           \
+            return rc_;                                                                                             \
+        UNCHARGE(real, dptr, FCSP_KIND_PTR, real(dptr, stream));                                                    \
+    } while (0)
 
 FCSP_EXPORT CUresult cuMemFreeAsync(CUdeviceptr dptr, CUstream hStream)
 {
     fcsp_pfn_cuMemFreeAsync real = FCSP_REAL(cuMemFreeAsync);
-    UNCHARGE(real, dptr, FCSP_KIND_PTR, real(dptr, hStream));
+    FREE_ASYNC(real, dptr, hStream);
 }
 
 FCSP_EXPORT CUresult cuMemFreeAsync_ptsz(CUdeviceptr dptr, CUstream hStream)
 {
     fcsp_pfn_cuMemFreeAsync_ptsz real = FCSP_REAL(cuMemFreeAsync_ptsz);
-    UNCHARGE(real, dptr, FCSP_KIND_PTR, real(dptr, hStream));
+    FREE_ASYNC(real, dptr, hStream);
+}
+
+FCSP_EXPORT CUresult cuMemPoolCreate(CUmemoryPool *pool, const CUmemPoolProps *poolProps)
+{
+    fcsp_pfn_cuMemPoolCreate real = FCSP_REAL(cuMemPoolCreate);
+    return real ? fcsp_pool_created(real(pool, poolProps), pool, poolProps) : CUDA_ERROR_NOT_FOUND;
 }
 
 FCSP_EXPORT CUresult cuMemPoolTrimTo(CUmemoryPool pool, size_t minBytesToKeep)
 {
     fcsp_pfn_cuMemPoolTrimTo real = FCSP_REAL(cuMemPoolTrimTo);
-    return real ? real(pool, minBytesToKeep) : CUDA_ERROR_NOT_FOUND;
+    return real ? fcsp_pool_trimmed(real(pool, minBytesToKeep), pool) : CUDA_ERROR_NOT_FOUND;
 }
 
 FCSP_EXPORT CUresult cuMemPoolDestroy(CUmemoryPool pool)
 {
     fcsp_pfn_cuMemPoolDestroy real = FCSP_REAL(cuMemPoolDestroy);
-    return real ? real(pool) : CUDA_ERROR_NOT_FOUND;
+    return real ? fcsp_pool_destroy(real, pool) : CUDA_ERROR_NOT_FOUND;
 }
 
-/* ---- virtual memory management: physical memory is charged at cuMemCreate, given back at cuMemRelease ---- */
+/* ---- virtual memory management: physical memory is charged from cuMemCreate until it has neither a reference
+ * nor a mapping left (acct_vmm.c) ---- */
 
 FCSP_EXPORT CUresult cuMemCreate(CUmemGenericAllocationHandle *handle, size_t size, const CUmemAllocationProp *prop,
                                  unsigned long long flags)
@@ -259,20 +298,112 @@ FCSP_EXPORT CUresult cuMemCreate(CUmemGenericAllocationHandle *handle, size_t si
     fcsp_pfn_cuMemCreate real = FCSP_REAL(cuMemCreate);
     GATE_PROLOGUE(real);
     struct fcsp_dev *d = NULL;
+    int refuse = 0;
     if (g_ == GATE_ENFORCE && size > 0 && handle && prop && prop->location.type == CU_MEM_LOCATION_TYPE_DEVICE)
-        d = fcsp_dev_by_ordinal(prop->location.id);
+        d = fcsp_dev_to_charge(prop->location.id, &refuse);
     if (!d)
-        return real(handle, size, prop, flags);
+        return refuse ? CUDA_ERROR_OUT_OF_MEMORY : real(handle, size, prop, flags);
     if (fcsp_admit(d, size) != 0)
         return CUDA_ERROR_OUT_OF_MEMORY;
     CUresult rc = real(handle, size, prop, flags);
-    return commit(rc, d, size, rc == CUDA_SUCCESS ? *handle : 0, FCSP_KIND_VMM, undo_vmm);
+    if (rc != CUDA_SUCCESS) {
+        fcsp_release(d, size);
+        return rc;
+    }
+    if (fcsp_vmm_created(*handle, size, d->ordinal) != 0) {
+        /* cannot follow its lifetime: refuse rather than leak accounting */
+        undo_vmm(*handle);
+        fcsp_release(d, size);
+        return CUDA_ERROR_OUT_OF_MEMORY;
+    }
+    return CUDA_SUCCESS;
 }
+
+/* The entry points below pass straight through unless fcsp enforces (then acct*.c follow them). */
+#define ACCT_CALL(real, ACCT, CALL)                                                                                  \
+    do {                                                                                                            \
+        if (!(real))                                                                                                \
+            return CUDA_ERROR_NOT_FOUND;                                                                            \
+        return fcsp_mode() == FCSP_MODE_ENFORCE ? ACCT : CALL;                                                      \
+    } while (0)
 
 FCSP_EXPORT CUresult cuMemRelease(CUmemGenericAllocationHandle handle)
 {
     fcsp_pfn_cuMemRelease real = FCSP_REAL(cuMemRelease);
-    UNCHARGE(real, handle, FCSP_KIND_VMM, real(handle));
+    ACCT_CALL(real, fcsp_vmm_release(real, handle), real(handle));
+}
+
+FCSP_EXPORT CUresult cuMemRetainAllocationHandle(CUmemGenericAllocationHandle *handle, void *addr)
+{
+    fcsp_pfn_cuMemRetainAllocationHandle real = FCSP_REAL(cuMemRetainAllocationHandle);
+    ACCT_CALL(real, fcsp_vmm_retain(real, handle, addr), real(handle, addr));
+}
+
+FCSP_EXPORT CUresult cuMemMap(CUdeviceptr ptr, size_t size, size_t offset, CUmemGenericAllocationHandle handle,
+                              unsigned long long flags)
+{
+    fcsp_pfn_cuMemMap real = FCSP_REAL(cuMemMap);
+    ACCT_CALL(real, fcsp_vmm_map(real, ptr, size, offset, handle, flags), real(ptr, size, offset, handle, flags));
+}
+
+FCSP_EXPORT CUresult cuMemUnmap(CUdeviceptr ptr, size_t size)
+{
+    fcsp_pfn_cuMemUnmap real = FCSP_REAL(cuMemUnmap);
+    ACCT_CALL(real, fcsp_vmm_unmap(real, ptr, size), real(ptr, size));
+}
+
+/* ---- graph memory (acct_graph.c; launches are in hooks_launch.c) ---- */
+
+FCSP_EXPORT CUresult cuGraphInstantiate(CUgraphExec *phGraphExec, CUgraph hGraph, CUgraphNode *phErrorNode,
+                                        char *logBuffer, size_t bufferSize)
+{
+    fcsp_pfn_cuGraphInstantiate real = FCSP_REAL(cuGraphInstantiate);
+    return real ? fcsp_gmem_instantiated(real(phGraphExec, hGraph, phErrorNode, logBuffer, bufferSize), phGraphExec,
+                                         hGraph)
+                : CUDA_ERROR_NOT_FOUND;
+}
+
+FCSP_EXPORT CUresult cuGraphInstantiate_v2(CUgraphExec *phGraphExec, CUgraph hGraph, CUgraphNode *phErrorNode,
+                                           char *logBuffer, size_t bufferSize)
+{
+    fcsp_pfn_cuGraphInstantiate_v2 real = FCSP_REAL(cuGraphInstantiate_v2);
+    return real ? fcsp_gmem_instantiated(real(phGraphExec, hGraph, phErrorNode, logBuffer, bufferSize), phGraphExec,
+                                         hGraph)
+                : CUDA_ERROR_NOT_FOUND;
+}
+
+FCSP_EXPORT CUresult cuGraphInstantiateWithFlags(CUgraphExec *phGraphExec, CUgraph hGraph, unsigned long long flags)
+{
+    fcsp_pfn_cuGraphInstantiateWithFlags real = FCSP_REAL(cuGraphInstantiateWithFlags);
+    return real ? fcsp_gmem_instantiated(real(phGraphExec, hGraph, flags), phGraphExec, hGraph) : CUDA_ERROR_NOT_FOUND;
+}
+
+FCSP_EXPORT CUresult cuGraphInstantiateWithParams(CUgraphExec *phGraphExec, CUgraph hGraph,
+                                                  CUDA_GRAPH_INSTANTIATE_PARAMS *instantiateParams)
+{
+    fcsp_pfn_cuGraphInstantiateWithParams real = FCSP_REAL(cuGraphInstantiateWithParams);
+    return real ? fcsp_gmem_instantiated(real(phGraphExec, hGraph, instantiateParams), phGraphExec, hGraph)
+                : CUDA_ERROR_NOT_FOUND;
+}
+
+FCSP_EXPORT CUresult cuGraphInstantiateWithParams_ptsz(CUgraphExec *phGraphExec, CUgraph hGraph,
+                                                       CUDA_GRAPH_INSTANTIATE_PARAMS *instantiateParams)
+{
+    fcsp_pfn_cuGraphInstantiateWithParams_ptsz real = FCSP_REAL(cuGraphInstantiateWithParams_ptsz);
+    return real ? fcsp_gmem_instantiated(real(phGraphExec, hGraph, instantiateParams), phGraphExec, hGraph)
+                : CUDA_ERROR_NOT_FOUND;
+}
+
+FCSP_EXPORT CUresult cuGraphExecDestroy(CUgraphExec hGraphExec)
+{
+    fcsp_pfn_cuGraphExecDestroy real = FCSP_REAL(cuGraphExecDestroy);
+    ACCT_CALL(real, fcsp_gmem_exec_destroy(real, hGraphExec), real(hGraphExec));
+}
+
+FCSP_EXPORT CUresult cuDeviceGraphMemTrim(CUdevice device)
+{
+    fcsp_pfn_cuDeviceGraphMemTrim real = FCSP_REAL(cuDeviceGraphMemTrim);
+    ACCT_CALL(real, fcsp_gmem_trim(real, device), real(device));
 }
 
 /* ---- arrays ---- */

@@ -1,4 +1,6 @@
-/* The live allocations of this process: charging them to the node, their addresses, and finding them again. */
+/* The live allocations of this process: charging them to the node, their addresses, and finding them again.
+ * Like the driver, linear memory is handed out in whole units of SIM_LINEAR_ALIGN bytes: a 1-byte allocation costs
+ * 512 bytes of the device (fcsp charges the same rounding). */
 #include <stdlib.h>
 #include <sys/mman.h>
 
@@ -12,8 +14,9 @@ struct sim_map g_sim_arrays = SIM_MAP_INIT;
 CUresult sim_alloc_linear(int dev, CUcontext ctx, uint64_t bytes, enum sim_alloc_kind kind, int low32,
                           uint64_t *out)
 {
-    if (bytes == 0)
+    if (bytes == 0 || bytes > UINT64_MAX - SIM_LINEAR_ALIGN)
         return CUDA_ERROR_INVALID_VALUE;
+    bytes = (bytes + SIM_LINEAR_ALIGN - 1) / SIM_LINEAR_ALIGN * SIM_LINEAR_ALIGN;
     struct sim_alloc *a = calloc(1, sizeof *a);
     if (a == NULL)
         return CUDA_ERROR_OUT_OF_MEMORY;

@@ -45,20 +45,28 @@ SIM_EXPORT CUresult cuDeviceGetName(char *name, int len, CUdevice dev)
     return CUDA_SUCCESS;
 }
 
-SIM_EXPORT CUresult cuDeviceGetUuid(CUuuid *uuid, CUdevice dev)
+/* The device's UUID; on MIG instances (FCSP_SIM_MIG=1) the v1 call gives the physical GPU's (device 0's), the v2
+ * call the instance's own. */
+static CUresult device_uuid(CUuuid *uuid, CUdevice dev, int instance)
 {
     CUresult rc = sim_check_device(dev);
     if (rc != CUDA_SUCCESS)
         return rc;
     if (uuid == NULL)
         return CUDA_ERROR_INVALID_VALUE;
-    memcpy(uuid->bytes, g_sim_sh->gpu[dev].uuid, sizeof uuid->bytes);
+    int which = g_sim_cfg.mig && !instance ? 0 : dev;
+    memcpy(uuid->bytes, g_sim_sh->gpu[which].uuid, sizeof uuid->bytes);
     return CUDA_SUCCESS;
+}
+
+SIM_EXPORT CUresult cuDeviceGetUuid(CUuuid *uuid, CUdevice dev)
+{
+    return device_uuid(uuid, dev, 0);
 }
 
 SIM_EXPORT CUresult cuDeviceGetUuid_v2(CUuuid *uuid, CUdevice dev)
 {
-    return cuDeviceGetUuid(uuid, dev);
+    return device_uuid(uuid, dev, 1);
 }
 
 SIM_EXPORT CUresult cuDeviceTotalMem_v2(size_t *bytes, CUdevice dev)

@@ -41,6 +41,7 @@ struct CUgraphNode_st {
     CUgraphNodeType type;
     struct sim_kernel kernel; /* CU_GRAPH_NODE_TYPE_KERNEL */
     int64_t dur_ns; /* CU_GRAPH_NODE_TYPE_MEMCPY, CU_GRAPH_NODE_TYPE_MEMSET */
+    struct sim_gmem_node mem; /* CU_GRAPH_NODE_TYPE_MEM_ALLOC, CU_GRAPH_NODE_TYPE_MEM_FREE (graph_mem.c) */
 };
 
 struct CUgraph_st {
@@ -54,6 +55,7 @@ struct exec_node {
     CUgraphNodeType type;
     struct sim_kernel kernel;
     int64_t dur_ns;
+    struct sim_gmem_node mem;
 };
 
 struct CUgraphExec_st {
@@ -61,6 +63,7 @@ struct CUgraphExec_st {
     size_t n;
     struct exec_node *nodes;
     int refs; /* under g_mu: 1 for the handle, 1 for each launch that is queuing the nodes */
+    struct sim_gmem_exec gmem; /* its graph memory (graph_mem.c) */
 };
 
 atomic_int g_sim_capturing;
@@ -209,6 +212,7 @@ static CUresult capture_record(struct CUstream_st *s, const struct sim_capture_o
             CUresult rc = capture_node(s, en->type, &en->kernel, en->dur_ns);
             if (rc != CUDA_SUCCESS)
                 return rc;
+            s->cap_deps[0]->mem = en->mem;
         }
         return CUDA_SUCCESS;
     case SIM_CAPTURE_NOTHING: return CUDA_SUCCESS;
@@ -671,6 +675,76 @@ SIM_EXPORT CUresult cuGraphDestroy(CUgraph hGraph)
     return rc;
 }
 
+/* ---- graph memory nodes (their memory: graph_mem.c) ---- */
+
+CUresult sim_graph_add_mem_node(CUgraphNode *out, CUgraph h, const CUgraphNode *deps, size_t ndeps,
+                                CUgraphNodeType type, const struct sim_gmem_node *m)
+{
+    CUresult rc = CUDA_SUCCESS;
+    pthread_mutex_lock(&g_mu);
+    struct CUgraph_st *g = graph_get(h);
+    if (g == NULL)
+        rc = CUDA_ERROR_INVALID_VALUE;
+    for (size_t i = 0; rc == CUDA_SUCCESS && i < ndeps; i++) {
+        struct CUgraphNode_st *d = node_get(deps[i]);
+        if (d == NULL || d->graph != g)
+            rc = CUDA_ERROR_INVALID_VALUE;
+    }
+    struct CUgraphNode_st *nd = NULL;
+    if (rc == CUDA_SUCCESS && (nd = node_add(g, type, NULL, 0)) == NULL)
+        rc = CUDA_ERROR_OUT_OF_MEMORY;
+    if (rc == CUDA_SUCCESS) {
+        nd->mem = *m;
+        *out = nd;
+    }
+    pthread_mutex_unlock(&g_mu);
+    return rc;
+}
+
+CUresult sim_graph_mem_node_get(CUgraphNode h, CUgraphNodeType type, struct sim_gmem_node *out)
+{
+    pthread_mutex_lock(&g_mu);
+    struct CUgraphNode_st *nd = node_get(h);
+    CUresult rc = nd && nd->type == type ? CUDA_SUCCESS : CUDA_ERROR_INVALID_VALUE;
+    if (rc == CUDA_SUCCESS)
+        *out = nd->mem;
+    pthread_mutex_unlock(&g_mu);
+    return rc;
+}
+
+int sim_capture_mem(struct CUstream_st *s, CUgraphNodeType type, struct sim_gmem_node *m, CUresult *rc)
+{
+    /* relaxed: a hint, as in sim_capture */
+    if (atomic_load_explicit(&g_sim_capturing, memory_order_relaxed) == 0)
+        return 0;
+    int done = 1;
+    pthread_mutex_lock(&g_mu);
+    if (s->cap_graph == NULL) {
+        done = 0;
+    } else if (s->cap_status == CU_STREAM_CAPTURE_STATUS_INVALIDATED) {
+        *rc = CUDA_ERROR_STREAM_CAPTURE_INVALIDATED;
+    } else {
+        if (type == CU_GRAPH_NODE_TYPE_MEM_ALLOC)
+            m->addr = sim_va_alloc(SIM_VA_LINEAR, m->dev, m->bytes, 512);
+        *rc = m->addr ? capture_node(s, type, NULL, 0) : CUDA_ERROR_OUT_OF_MEMORY;
+        if (*rc == CUDA_SUCCESS)
+            s->cap_deps[0]->mem = *m;
+        else
+            s->cap_status = CU_STREAM_CAPTURE_STATUS_INVALIDATED;
+    }
+    pthread_mutex_unlock(&g_mu);
+    return done;
+}
+
+/* Whether a free node of e frees addr. */
+static int freed_in(const struct CUgraphExec_st *e, uint64_t addr)
+{
+    for (size_t j = 0; j < e->n; j++)
+        if (e->nodes[j].type == CU_GRAPH_NODE_TYPE_MEM_FREE && e->nodes[j].mem.addr == addr)
+            return 1;
+    return 0;
+}
+
 /* ---- executable graphs ---- */
 
 static CUresult instantiate(CUgraphExec *phGraphExec, CUgraph hGraph)
@@ -700,8 +774,12 @@ static CUresult instantiate(CUgraphExec *phGraphExec, CUgraph hGraph)
             e->nodes[i].type = g->nodes[i]->type;
             e->nodes[i].kernel = g->nodes[i]->kernel;
             e->nodes[i].dur_ns = g->nodes[i]->dur_ns;
+            e->nodes[i].mem = g->nodes[i]->mem;
         }
-        if (sim_map_put(&g_execs, (uint64_t)(uintptr_t)e, e) != 0)
+        for (size_t i = 0; rc == CUDA_SUCCESS && i < e->n; i++)
+            if (e->nodes[i].type == CU_GRAPH_NODE_TYPE_MEM_ALLOC)
+                rc = sim_gmem_exec_add(&e->gmem, &e->nodes[i].mem, !freed_in(e, e->nodes[i].mem.addr));
+        if (rc == CUDA_SUCCESS && sim_map_put(&g_execs, (uint64_t)(uintptr_t)e, e) != 0)
             rc = CUDA_ERROR_OUT_OF_MEMORY;
     }
     pthread_mutex_unlock(&g_mu);
@@ -800,6 +878,7 @@ SIM_EXPORT CUresult cuGraphExecDestroy(CUgraphExec hGraphExec)
         rc = CUDA_ERROR_INVALID_VALUE;
     } else {
         e->magic = 0;
+        sim_gmem_exec_gone(&e->gmem);
         exec_unref(e); /* launches still queuing its nodes finish first */
     }
     pthread_mutex_unlock(&g_mu);
@@ -826,6 +905,8 @@ static CUresult graph_launch(CUgraphExec hGraphExec, CUstream hStream, int pt)
         for (size_t i = 0; rc == CUDA_SUCCESS && i < e->n; i++)
             if (e->nodes[i].type == CU_GRAPH_NODE_TYPE_KERNEL)
                 rc = sim_function_check(e->nodes[i].kernel.f);
+        if (rc == CUDA_SUCCESS)
+            rc = sim_gmem_launch(&e->gmem); /* its allocations exist from here on, or it does not run */
         for (size_t i = 0; rc == CUDA_SUCCESS && i < e->n; i++) {
             if (e->nodes[i].type == CU_GRAPH_NODE_TYPE_KERNEL)
                 rc = sim_kernel_enqueue(s, &e->nodes[i].kernel);

@@ -1,6 +1,8 @@
 /* Memory pools and stream-ordered allocation. A pool keeps freed memory cached (still physically allocated, so it
  * counts in live_bytes) up to its release threshold; the cache is used first by later allocations. The cache is
- * modelled as fungible bytes. */
+ * modelled as fungible bytes. An allocation comes from the pool given, or from the current pool of the stream's
+ * device (whatever context is current). On a capturing stream, cuMemAllocAsync and cuMemFreeAsync allocate and
+ * free nothing: they become graph memory nodes (graph_mem.c). */
 #include <pthread.h>
 #include <stdlib.h>
 
@@ -66,13 +68,22 @@ static void maybe_free(struct CUmemPoolHandle_st *p)
     }
 }
 
+/* What a pool grows by to serve `short` more bytes: whole 2 MiB pages, at least 32 MiB (as the H200's driver 580
+ * does: a 1-byte allocation reserves 32 MiB, a 768 MiB one 768 MiB). */
+static uint64_t growth(uint64_t short_by)
+{
+    uint64_t g = (short_by + SIM_GRANULARITY - 1) / SIM_GRANULARITY * SIM_GRANULARITY;
+    return g < SIM_POOL_MIN_GROWTH ? SIM_POOL_MIN_GROWTH : g;
+}
+
 static CUresult pool_alloc(struct CUmemPoolHandle_st *p, uint64_t bytes, CUcontext ctx, uint64_t *out)
 {
     struct sim_alloc *a = calloc(1, sizeof *a);
     if (a == NULL)
         return CUDA_ERROR_OUT_OF_MEMORY;
     uint64_t reuse = bytes < p->cached ? bytes : p->cached;
-    if (bytes > reuse && sim_charge(p->dev, bytes - reuse) != CUDA_SUCCESS) {
+    uint64_t grow = bytes > reuse ? growth(bytes - reuse) : 0;
+    if (grow && sim_charge(p->dev, grow) != CUDA_SUCCESS) {
         free(a);
         return CUDA_ERROR_OUT_OF_MEMORY;
     }
@@ -84,12 +95,14 @@ static CUresult pool_alloc(struct CUmemPoolHandle_st *p, uint64_t bytes, CUconte
     a->ctx = ctx;
     a->pool = p;
     if (addr == 0 || sim_map_put(&g_sim_ptrs, addr, a) != 0) {
-        if (bytes > reuse)
-            sim_uncharge(p->dev, bytes - reuse);
+        if (grow)
+            sim_uncharge(p->dev, grow);
         free(a);
         return CUDA_ERROR_OUT_OF_MEMORY;
     }
     p->cached -= reuse;
+    if (grow)
+        p->cached += grow - (bytes - reuse); /* the rest of the growth is reserved, unused */
     p->used += bytes;
     if (p->used > p->used_high)
         p->used_high = p->used;
@@ -120,6 +133,12 @@ static CUresult alloc_async(CUdeviceptr *dptr, size_t bytesize, CUmemoryPool poo
     CUresult rc = sim_stream_resolve(hStream, pt, &s);
     if (rc != CUDA_SUCCESS)
         return rc;
+    struct sim_gmem_node m = {s->dev, bytesize, 0};
+    if (sim_capture_mem(s, CU_GRAPH_NODE_TYPE_MEM_ALLOC, &m, &rc)) {
+        if (rc == CUDA_SUCCESS)
+            *dptr = m.addr;
+        return rc;
+    }
     uint64_t addr = 0;
     pthread_mutex_lock(&g_pool_mu);
     struct CUmemPoolHandle_st *p;
@@ -160,6 +179,9 @@ static CUresult free_async(CUdeviceptr dptr, CUstream hStream, int pt)
     struct CUstream_st *s;
     CUresult rc = sim_stream_resolve(hStream, pt, &s);
     if (rc != CUDA_SUCCESS)
+        return rc;
+    struct sim_gmem_node m = {s->dev, 0, dptr};
+    if (sim_capture_mem(s, CU_GRAPH_NODE_TYPE_MEM_FREE, &m, &rc))
         return rc;
     return sim_free_linear(dptr); /* freed at once: later work on the stream cannot use it anyway */
 }

@@ -165,6 +165,11 @@ int sim_config_load(struct sim_config *cfg)
         complain("FCSP_SIM_SMS", v, "an integer from 1 to 1024");
         return -1;
     }
+    v = getenv("FCSP_SIM_MIG");
+    if (v && parse_int_in(v, 0, 1, &cfg->mig) != 0) {
+        complain("FCSP_SIM_MIG", v, "0 or 1");
+        return -1;
+    }
     v = getenv("FCSP_SIM_KERNEL_US");
     if (v && parse_kernel_us(v, cfg) != 0) {
         complain("FCSP_SIM_KERNEL_US", v,

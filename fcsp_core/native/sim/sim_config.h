@@ -33,6 +33,8 @@ struct sim_config {
     struct sim_kernel_rule rules[SIM_MAX_KERNEL_RULES];
     int has_dir;
     char dir[SIM_DIR_MAX];
+    int mig; /* FCSP_SIM_MIG=1: the devices are MIG instances of one GPU (cuDeviceGetUuid gives that GPU's UUID,
+              * cuDeviceGetUuid_v2 each instance's own, as the driver does) */
 };
 
 /* Reads the environment into *cfg. Returns 0, or -1 after printing one line to stderr that names the variable,

@@ -13,6 +13,7 @@
 
 #define SIM_DRIVER_VERSION 13000
 #define SIM_GRANULARITY (2ULL << 20)
+#define SIM_POOL_MIN_GROWTH (32ULL << 20) /* the least a memory pool grows by */
 #define SIM_QUEUE_DEPTH 1024
 
 /* ---- init.c: configuration and the node, valid once cuInit succeeded ---- */
@@ -156,6 +157,28 @@ CUresult sim_kernel_model(const struct sim_kernel *k, int dev, int *nsms, int64_
 /* Checks and models k and queues it on s's timeline. */
 CUresult sim_kernel_enqueue(struct CUstream_st *s, const struct sim_kernel *k);
 
+/* ---- graph_mem.c: graph memory (allocation nodes), materialised at launch ---- */
+struct sim_gmem_node {
+    int dev;
+    uint64_t bytes;
+    uint64_t addr; /* the address the allocation node hands out (the free node's: what it frees) */
+};
+/* What an executable graph allocates. Under graph_mem.c's lock. */
+struct sim_gmem_exec {
+    int dev;
+    uint64_t bytes; /* its allocation nodes, all on dev */
+    uint64_t out_bytes; /* those no free node of the graph gives back: they outlive its launch */
+    int out_live; /* its outliving allocations exist (launched, not destroyed) */
+};
+/* Adds an allocation (CU_GRAPH_NODE_TYPE_MEM_ALLOC) node of e; a graph's allocation nodes must all be on one device
+ * (CUDA_ERROR_NOT_SUPPORTED otherwise). out: no free node of the graph frees it. */
+CUresult sim_gmem_exec_add(struct sim_gmem_exec *e, const struct sim_gmem_node *m, int out);
+/* cuGraphLaunch: e's allocations come from its device's graph pool, which grows (charged) only past what it
+ * reserves and does not hold for allocations still live. */
+CUresult sim_gmem_launch(struct sim_gmem_exec *e);
+/* cuGraphExecDestroy: e's outliving allocations go back to the pool, reserved until cuDeviceGraphMemTrim. */
+void sim_gmem_exec_gone(struct sim_gmem_exec *e);
+
 /* ---- graphs.c: stream capture and graphs ---- */
 enum sim_capture_kind {
     SIM_CAPTURE_KERNEL, /* recorded as a kernel node */
@@ -171,6 +194,13 @@ struct sim_capture_op {
     int64_t dur_ns;
     CUgraphExec exec;
 };
+/* Graph memory nodes: add one to a graph (explicit cuGraphAddMem*Node), read an allocation node's parameters. */
+CUresult sim_graph_add_mem_node(CUgraphNode *out, CUgraph h, const CUgraphNode *deps, size_t ndeps,
+                                CUgraphNodeType type, const struct sim_gmem_node *m);
+CUresult sim_graph_mem_node_get(CUgraphNode h, CUgraphNodeType type, struct sim_gmem_node *out);
+/* cuMemAllocAsync / cuMemFreeAsync on a capturing stream: 1 and *rc when recorded as an allocation node (m->addr
+ * set) or a free node of m->addr (or refused: an invalidated capture); 0 when s does not capture. */
+int sim_capture_mem(struct CUstream_st *s, CUgraphNodeType type, struct sim_gmem_node *m, CUresult *rc);
 /* Streams capturing in this process (begun and not yet ended). Only a hint that lets operations skip the lock
  * while nothing captures: the capture state itself is read under graphs.c's lock. */
 extern atomic_int g_sim_capturing;

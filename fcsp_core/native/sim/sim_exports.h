@@ -159,6 +159,13 @@
       (CUmemGenericAllocationHandle * handle, size_t size, const CUmemAllocationProp *prop,                        \
        unsigned long long flags))                                                                                  \
     X(cuMemRelease, cuMemRelease, 10020, 0, CUresult, (CUmemGenericAllocationHandle handle))                       \
+    X(cuMemRetainAllocationHandle, cuMemRetainAllocationHandle, 11000, 0, CUresult,                                \
+      (CUmemGenericAllocationHandle * handle, void *addr))                                                         \
+    /* legacy IPC */                                                                                               \
+    X(cuIpcGetMemHandle, cuIpcGetMemHandle, 4010, 0, CUresult, (CUipcMemHandle * pHandle, CUdeviceptr dptr))       \
+    X(cuIpcOpenMemHandle_v2, cuIpcOpenMemHandle, 11000, 0, CUresult,                                              \
+      (CUdeviceptr * pdptr, CUipcMemHandle handle, unsigned int Flags))                                            \
+    X(cuIpcCloseMemHandle, cuIpcCloseMemHandle, 4010, 0, CUresult, (CUdeviceptr dptr))                            \
     X(cuMemAddressReserve, cuMemAddressReserve, 10020, 0, CUresult,                                                \
       (CUdeviceptr * ptr, size_t size, size_t alignment, CUdeviceptr addr, unsigned long long flags))              \
     X(cuMemAddressFree, cuMemAddressFree, 10020, 0, CUresult, (CUdeviceptr ptr, size_t size))                      \
@@ -214,6 +221,8 @@
       (CUstream * phStream, unsigned int flags, int priority))                                                     \
     X(cuStreamDestroy, cuStreamDestroy, 2000, 0, CUresult, (CUstream hStream))                                     \
     X(cuStreamDestroy_v2, cuStreamDestroy, 4000, 0, CUresult, (CUstream hStream))                                  \
+    X(cuStreamGetDevice, cuStreamGetDevice, 12080, 0, CUresult, (CUstream hStream, CUdevice * device))             \
+    X(cuStreamGetDevice_ptsz, cuStreamGetDevice, 12080, 1, CUresult, (CUstream hStream, CUdevice * device))        \
     X(cuStreamSynchronize, cuStreamSynchronize, 2000, 0, CUresult, (CUstream hStream))                             \
     X(cuStreamSynchronize_ptsz, cuStreamSynchronize, 7000, 1, CUresult, (CUstream hStream))                        \
     X(cuStreamQuery, cuStreamQuery, 2000, 0, CUresult, (CUstream hStream))                                         \
@@ -288,7 +297,23 @@
     X(cuGraphInstantiateWithParams_ptsz, cuGraphInstantiateWithParams, 12000, 1, CUresult,                         \
       (CUgraphExec * phGraphExec, CUgraph hGraph, CUDA_GRAPH_INSTANTIATE_PARAMS * instantiateParams))              \
     X(cuGraphExecDestroy, cuGraphExecDestroy, 10000, 0, CUresult, (CUgraphExec hGraphExec))                        \
-    X(cuGraphDestroy, cuGraphDestroy, 10000, 0, CUresult, (CUgraph hGraph))
+    X(cuGraphDestroy, cuGraphDestroy, 10000, 0, CUresult, (CUgraph hGraph))                                       \
+    /* graph memory (graph_mem.c) */                                                                               \
+    X(cuGraphAddMemAllocNode, cuGraphAddMemAllocNode, 11040, 0, CUresult,                                          \
+      (CUgraphNode * phGraphNode, CUgraph hGraph, const CUgraphNode *dependencies, size_t numDependencies,         \
+       CUDA_MEM_ALLOC_NODE_PARAMS *nodeParams))                                                                    \
+    X(cuGraphAddMemFreeNode, cuGraphAddMemFreeNode, 11040, 0, CUresult,                                            \
+      (CUgraphNode * phGraphNode, CUgraph hGraph, const CUgraphNode *dependencies, size_t numDependencies,         \
+       CUdeviceptr dptr))                                                                                          \
+    X(cuGraphMemAllocNodeGetParams, cuGraphMemAllocNodeGetParams, 11040, 0, CUresult,                              \
+      (CUgraphNode hNode, CUDA_MEM_ALLOC_NODE_PARAMS * params_out))                                                \
+    X(cuGraphMemFreeNodeGetParams, cuGraphMemFreeNodeGetParams, 11040, 0, CUresult,                                \
+      (CUgraphNode hNode, CUdeviceptr * dptr_out))                                                                 \
+    X(cuDeviceGraphMemTrim, cuDeviceGraphMemTrim, 11040, 0, CUresult, (CUdevice device))                           \
+    X(cuDeviceGetGraphMemAttribute, cuDeviceGetGraphMemAttribute, 11040, 0, CUresult,                              \
+      (CUdevice device, CUgraphMem_attribute attr, void *value))                                                   \
+    X(cuDeviceSetGraphMemAttribute, cuDeviceSetGraphMemAttribute, 11040, 0, CUresult,                              \
+      (CUdevice device, CUgraphMem_attribute attr, void *value))
 
 #define SIM_DECLARE_EXPORT(symbol, base, since, per_thread, ret, params) SIM_EXPORT ret symbol params;
 SIM_CUDA_EXPORTS(SIM_DECLARE_EXPORT)

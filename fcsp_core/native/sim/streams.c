@@ -168,3 +168,25 @@ SIM_EXPORT CUresult cuStreamWaitEvent_ptsz(CUstream hStream, CUevent hEvent, uns
 {
     return stream_wait(hStream, hEvent, Flags, 1);
 }
+
+/* The device of a stream (stream-ordered allocations without a pool allocate there, whatever context is current). */
+static CUresult stream_device(CUstream hStream, int pt, CUdevice *device)
+{
+    struct CUstream_st *s;
+    CUresult rc = sim_stream_resolve(hStream, pt, &s);
+    if (rc == CUDA_SUCCESS && device == NULL)
+        rc = CUDA_ERROR_INVALID_VALUE;
+    if (rc == CUDA_SUCCESS)
+        *device = s->dev;
+    return rc;
+}
+
+SIM_EXPORT CUresult cuStreamGetDevice(CUstream hStream, CUdevice *device)
+{
+    return stream_device(hStream, 0, device);
+}
+
+SIM_EXPORT CUresult cuStreamGetDevice_ptsz(CUstream hStream, CUdevice *device)
+{
+    return stream_device(hStream, 1, device);
+}

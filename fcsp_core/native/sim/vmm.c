@@ -1,5 +1,7 @@
 /* Virtual memory management: physical handles (cuMemCreate, charged at creation), address reservations and
- * mappings. Like the driver, a handle's memory is freed once it is released and no longer mapped. */
+ * mappings. Like the driver, a handle's memory is freed once every reference is released (cuMemCreate gives one,
+ * cuMemRetainAllocationHandle one more) and no mapping of it is left: a handle released while mapped keeps its
+ * memory until the last cuMemUnmap. */
 #include <pthread.h>
 #include <stdlib.h>
 
@@ -9,7 +11,7 @@ struct vmm_handle {
     uint64_t handle;
     uint64_t bytes;
     int dev;
-    int released;
+    int refs; /* references not yet released */
     int maps;
 };
 
@@ -19,7 +21,7 @@ struct vmm_range {
 };
 
 static pthread_mutex_t g_vmm_mu = PTHREAD_MUTEX_INITIALIZER; /* released/maps of every handle */
-static struct sim_map g_handles = SIM_MAP_INIT; /* live (unreleased) handles */
+static struct sim_map g_handles = SIM_MAP_INIT; /* handles with a reference left */
 static struct sim_map g_reserved = SIM_MAP_INIT; /* reservations by start address */
 static struct sim_map g_mapped = SIM_MAP_INIT; /* mappings by start address */
 
@@ -64,6 +66,7 @@ SIM_EXPORT CUresult cuMemCreate(CUmemGenericAllocationHandle *handle, size_t siz
     h->handle = sim_va_alloc(SIM_VA_HANDLE, 0, 16, 16);
     h->bytes = size;
     h->dev = dev;
+    h->refs = 1;
     if (h->handle == 0 || sim_map_put(&g_handles, h->handle, h) != 0) {
         sim_uncharge(dev, size);
         free(h);
@@ -73,10 +76,10 @@ SIM_EXPORT CUresult cuMemCreate(CUmemGenericAllocationHandle *handle, size_t siz
     return CUDA_SUCCESS;
 }
 
-/* Frees h if it is released and unmapped. Caller holds g_vmm_mu. */
+/* Frees h once it has no reference and no mapping left. Caller holds g_vmm_mu. */
 static void maybe_free(struct vmm_handle *h)
 {
-    if (h->released && h->maps == 0) {
+    if (h->refs == 0 && h->maps == 0) {
         sim_uncharge(h->dev, h->bytes);
         free(h);
     }
@@ -87,14 +90,40 @@ SIM_EXPORT CUresult cuMemRelease(CUmemGenericAllocationHandle handle)
     CUresult rc = sim_require_init();
     if (rc != CUDA_SUCCESS)
         return rc;
-    struct vmm_handle *h = sim_map_take(&g_handles, handle);
-    if (h == NULL)
+    pthread_mutex_lock(&g_vmm_mu);
+    struct vmm_handle *h = sim_map_get(&g_handles, handle);
+    if (h == NULL) {
+        rc = CUDA_ERROR_INVALID_VALUE;
+    } else if (--h->refs == 0) {
+        sim_map_take(&g_handles, handle);
+        maybe_free(h);
+    }
+    pthread_mutex_unlock(&g_vmm_mu);
+    return rc;
+}
+
+/* Another reference to the handle mapped at addr (also one whose references were all released while mapped). */
+SIM_EXPORT CUresult cuMemRetainAllocationHandle(CUmemGenericAllocationHandle *handle, void *addr)
+{
+    CUresult rc = sim_require_init();
+    if (rc != CUDA_SUCCESS)
+        return rc;
+    if (handle == NULL)
         return CUDA_ERROR_INVALID_VALUE;
     pthread_mutex_lock(&g_vmm_mu);
-    h->released = 1;
-    maybe_free(h);
+    struct vmm_range *m = sim_map_get(&g_mapped, (uint64_t)(uintptr_t)addr);
+    if (m == NULL) {
+        rc = CUDA_ERROR_INVALID_VALUE;
+    } else {
+        if (m->h->refs++ == 0 && sim_map_put(&g_handles, m->h->handle, m->h) != 0) {
+            m->h->refs--;
+            rc = CUDA_ERROR_OUT_OF_MEMORY;
+        }
+        if (rc == CUDA_SUCCESS)
+            *handle = m->h->handle;
+    }
     pthread_mutex_unlock(&g_vmm_mu);
-    return CUDA_SUCCESS;
+    return rc;
 }
 
 SIM_EXPORT CUresult cuMemAddressReserve(CUdeviceptr *ptr, size_t size, size_t alignment, CUdeviceptr addr,
