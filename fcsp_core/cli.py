@@ -55,9 +55,10 @@ MAIN_EPILOG = """\
 environment (read by libfcsp in a job, or by fcsp):
   FCSP_MEM_LIMIT[_<gpu>]   memory cap of the job's tenant (all GPUs, or GPU <gpu>): 8G, 1.5GiB, 50%
   FCSP_SM_LIMIT[_<gpu>]    SM share, percent 1..100
-  FCSP_TENANT              tenant name: processes with the same name share the caps
+  FCSP_TENANT              tenant name: your processes with the same name share one cap
   FCSP_REGION_DIR          the node region's directory (default /run/fcsp, or $XDG_RUNTIME_DIR/fcsp)
-  FCSP_ON_INIT_FAILURE     passthrough (run uncapped, the default) or fail (refuse GPU memory)
+  FCSP_ON_INIT_FAILURE     for a job that asked for no cap: passthrough (the default) or fail; a job that
+                           asked for caps is always refused (fail-closed) when fcsp cannot set up
   FCSP_SIM_GPUS, FCSP_SIM_MEM, FCSP_SIM_SMS, FCSP_SIM_KERNEL_US, FCSP_SIM_DIR
                            the simulated driver (set by `fcsp sim`)
   FCSP_LIB_DIR             take libfcsp.so, the simulated driver and fcsp-probe from this directory

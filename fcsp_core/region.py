@@ -2,8 +2,7 @@
 
 A thin layer over the C API (fcsp_api.h, through cffi in ABI mode): the C library owns the file formats, the
 locking and the parsers; this module turns its structs into pydantic models and its error codes into typed
-exceptions that carry the C message.
-"""
+exceptions that carry the C message."""
 
 from __future__ import annotations
 
@@ -40,6 +39,7 @@ __all__ = [
     "MemLimit",
     "Process",
     "Region",
+    "RegionFile",
     "Snapshot",
     "Tenant",
     "TenantGpuUsage",
@@ -51,6 +51,7 @@ __all__ = [
     "policy_put",
     "policy_remove",
     "read_snapshot",
+    "region_file_path",
 ]
 
 _PATH_MAX = 4096
@@ -58,6 +59,7 @@ _TENANT_EPHEMERAL = 1
 _TENANT_POLICY = 2
 _TENANT_CLOSING = 0xFFFFFFFF
 _PROC_STATES = {0: "free", 1: "claiming", 2: "live", 3: "reaping"}
+_FILE_STATES = {0: "mapped", 1: "refused", 2: "absent"}
 
 
 # --------------------------------------------------------------------------------------------------
@@ -94,7 +96,7 @@ class TenantGpuUsage(_Model):
 
 
 class Tenant(_Model):
-    """A set of processes sharing one cap per GPU."""
+    """A set of processes sharing one cap per GPU; it belongs to one uid (names are unique per uid)."""
 
     index: int
     name: str
@@ -113,10 +115,11 @@ class Tenant(_Model):
 
 
 class Process(_Model):
-    """A process attached to a tenant."""
+    """A process attached to a tenant (uid: the owner of the accounting file its slot is in)."""
 
     index: int
     pid: int
+    uid: int
     tenant: str
     tenant_index: int
     state: str  # claiming, live or reaping
@@ -131,25 +134,49 @@ class Process(_Model):
 
 
 class Snapshot(_Model):
-    """A consistent copy of the node region (exists=False: no region yet, lists empty, `note` says why)."""
+    """A copy of the accounting files the caller may read (root: every uid's; a user: their own), each
+    consistent. exists=False: no region yet, lists empty, `note` says why. GPUs are merged by UUID across
+    the files."""
 
     region_dir: str
-    region_file: str
+    region_file: str  # the caller's own accounting file
     exists: bool
     note: str | None = None
     topology_seq: int = 0
     now_ms: int = 0
+    files: int = 0  # accounting files read
+    truncated: int = 0  # tenants and processes left out (more than a snapshot holds)
     gpus: list[GpuInfo] = []
     tenants: list[Tenant] = []
     processes: list[Process] = []
 
-    def tenant(self, name: str) -> Tenant | None:
-        return next((t for t in self.tenants if t.name == name), None)
+    def tenant(self, name: str, uid: int | None = None) -> Tenant | None:
+        """The tenant `name` (of `uid`, when given; names are unique per uid)."""
+        return next((t for t in self.tenants if t.name == name and uid in (None, t.uid)), None)
+
+
+class RegionFile(_Model):
+    """One uid's accounting file behind a Region (state: mapped, refused or absent; reason: why refused)."""
+
+    uid: int
+    state: str
+    path: str
+    reason: str
 
 
 # --------------------------------------------------------------------------------------------------
 # Region
 # --------------------------------------------------------------------------------------------------
+
+
+def region_file_path(directory: str | os.PathLike[str], uid: int | None = None) -> Path:
+    """uid's (default: the caller's) accounting file in a region directory: <dir>/users/<uid>.region."""
+    nat = _native.native()
+    buf = nat.ffi.new(f"char[{_PATH_MAX}]")
+    owner = os.geteuid() if uid is None else uid
+    rc = nat.lib.fcsp_region_path(os.fsencode(directory), owner, buf, _PATH_MAX)
+    _native.check(rc, None, "region path")
+    return Path(_native.c_string(buf))
 
 
 def fcsp_version() -> str:
@@ -203,8 +230,38 @@ class Region:
 
     @property
     def file(self) -> str:
-        """The region file's path."""
+        """The caller's own accounting file's path (<dir>/users/<euid>.region)."""
         return _native.c_string(_native.native().lib.fcsp_region_file(self._h()))
+
+    def rescan(self) -> int:
+        """Root: map the accounting files of uids that appeared since, and remove files another user put in a
+        uid's place (logged on stderr). Returns how many files are mapped."""
+        return int(_native.native().lib.fcsp_region_rescan(self._h()))
+
+    def trust_gpu(self, uuid: str) -> None:
+        """Vouch for a GPU of this node (the daemon, from NVML): snapshots always keep room for it, whatever
+        GPU entries other uids wrote into their own files."""
+        rc = _native.native().lib.fcsp_region_trust_gpu(self._h(), uuid.encode("ascii"))
+        _native.check(rc, None, f"trusting GPU {uuid}")
+
+    def files(self) -> list[RegionFile]:
+        """The accounting files behind this handle (the caller's own first)."""
+        nat = _native.native()
+        cap = 64
+        while True:
+            out = nat.ffi.new(f"struct fcsp_region_file_info[{cap}]")
+            n = int(nat.lib.fcsp_region_files(self._h(), out, cap))
+            if n < cap:
+                return [
+                    RegionFile(
+                        uid=int(f.uid),
+                        state=_FILE_STATES.get(int(f.state), str(int(f.state))),
+                        path=_native.c_string(f.path),
+                        reason=_native.c_string(f.reason),
+                    )
+                    for f in (out[i] for i in range(n))
+                ]
+            cap *= 2
 
     def close(self) -> None:
         if self._handle is not None:
@@ -226,9 +283,11 @@ class Region:
         _native.check(nat.lib.fcsp_region_snapshot(self._h(), snap), None, "region snapshot")
         return _snapshot_model(snap, str(self.dir), self.file)
 
-    def remove_tenant(self, name: str) -> None:
-        """Remove a tenant with no process (FcspBusyError if it has some, FcspNotFoundError if absent)."""
-        rc = _native.native().lib.fcsp_region_tenant_remove(self._h(), name.encode("utf-8"))
+    def remove_tenant(self, name: str, uid: int | None = None) -> None:
+        """Remove uid's (default: the caller's) tenant with no process (FcspBusyError if it has some,
+        FcspNotFoundError if absent)."""
+        owner = os.geteuid() if uid is None else uid
+        rc = _native.native().lib.fcsp_region_tenant_remove(self._h(), owner, name.encode("utf-8"))
         _native.check(rc, None, f"removing tenant {name!r}")
 
 
@@ -299,6 +358,7 @@ def _snapshot_model(snap: Any, region_dir: str, region_file: str) -> Snapshot:
             Process(
                 index=int(p.index),
                 pid=int(p.pid),
+                uid=int(p.uid),
                 tenant=names.get(int(p.tenant), f"#{int(p.tenant)}"),
                 tenant_index=int(p.tenant),
                 state=_PROC_STATES.get(int(p.state), str(int(p.state))),
@@ -313,6 +373,8 @@ def _snapshot_model(snap: Any, region_dir: str, region_file: str) -> Snapshot:
         exists=True,
         topology_seq=int(snap.topology_seq),
         now_ms=now_ms,
+        files=int(snap.nfiles),
+        truncated=int(snap.truncated),
         gpus=gpus,
         tenants=tenants,
         processes=processes,

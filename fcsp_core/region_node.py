@@ -31,6 +31,7 @@ class ReapEvent:
     """One reclaim of a dead process's slot (fcsp_reap_event)."""
 
     pid: int
+    uid: int  # whose accounting file
     start_time: int
     tenant: str
     tenant_index: int
@@ -64,12 +65,14 @@ def policy_init(directory: str | os.PathLike[str]) -> None:
 
 
 def topology_seq(region: Region) -> int:
-    """A number that moves whenever a GPU, tenant or process slot changes state (one load, no copy)."""
+    """A number that moves whenever a GPU, tenant or process slot of a mapped file changes state, or the set
+    of mapped files changes (one load per file, no copy)."""
     return int(_native.native().lib.fcsp_region_topology_seq(region.handle))
 
 
 def check(region: Region) -> None:
-    """FcspStaleError naming the first value no fcsp process writes (a corrupt region), else nothing."""
+    """FcspStaleError naming the first value no fcsp process writes in the caller's own file (a corrupt
+    region), else nothing. Another uid's corrupt file is unmapped and listed as refused in region.files()."""
     nat = _native.native()
     err = _native.err_buffer()
     rc = nat.lib.fcsp_region_check(region.handle, err, _native.ERR_LEN)
@@ -99,6 +102,7 @@ def _event(e: Any) -> ReapEvent:
     flags = int(e.flags)
     return ReapEvent(
         pid=int(e.pid),
+        uid=int(e.uid),
         start_time=int(e.start_time),
         tenant=_native.c_string(e.tenant),
         tenant_index=int(e.tenant_index),
@@ -147,7 +151,8 @@ class RawSnapshot:
         return (c.gpus[i] for i in range(min(int(c.ngpus), MAX_GPUS)))
 
     def tenants(self) -> Iterator[Any]:
-        """struct fcsp_tenant_info records of the active tenants (gpu[] indexed by region GPU index)."""
+        """struct fcsp_tenant_info records of the active tenants of every file read (gpu[] indexed by the
+        snapshot's GPU index; uid: the file's owner)."""
         c = self.c
         return (c.tenants[i] for i in range(int(c.ntenants)))
 

@@ -73,15 +73,16 @@ int fcsp_cleanup_prefix(const char *prefix)
     snap = malloc(sizeof *snap);
     if (!snap || lib->region_snapshot(h, snap) != FCSP_OK)
         goto out;
-    for (uint32_t i = 0; i < snap->ntenants && i < 256; i++) {
+    for (uint32_t i = 0; i < snap->ntenants && i < sizeof snap->tenants / sizeof snap->tenants[0]; i++) {
         const char *name = snap->tenants[i].name;
+        uint32_t uid = snap->tenants[i].uid; /* names are per uid */
         if (!name[0] || !matches(name, prefix))
             continue;
-        int r = lib->tenant_remove(h, name);
+        int r = lib->tenant_remove(h, uid, name);
         for (int tries = 0; r == FCSP_EBUSY && tries < 50; tries++) { /* a task still exiting */
             usleep(100 * 1000);
             lib->region_reap(h, 0, ev, 64);
-            r = lib->tenant_remove(h, name);
+            r = lib->tenant_remove(h, uid, name);
         }
         if (r != FCSP_OK && r != FCSP_ENOENT) {
             slurm_error(FCSP_PLUGIN ": removing tenant %s from the region: error %d", name, r);

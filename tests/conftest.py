@@ -534,6 +534,25 @@ def node_daemon(native: Native, tmp_path: Path) -> Iterator[Callable[..., NodeDa
             daemon.proc.wait(timeout=30)
 
 
+@pytest.fixture
+def region_poke(tmp_path: Path) -> Callable[..., str]:
+    """Build tests/native/region_poke.c (surgery on a region file) and return a runner."""
+    exe = tmp_path / "region_poke"
+    cc = os.environ.get("CC", "cc")
+    subprocess.run(
+        [cc, "-std=c11", "-O1", f"-I{REPO / 'fcsp_core/native/include'}",
+         str(REPO / "tests/native/region_poke.c"), "-o", str(exe)],
+        check=True, capture_output=True, timeout=120,
+    )  # fmt: skip
+
+    def poke(region_file: str, *args: str) -> str:
+        done = subprocess.run([str(exe), region_file, *args], capture_output=True, text=True, timeout=60)
+        assert done.returncode == 0, done.stderr
+        return done.stdout
+
+    return poke
+
+
 # ----------------------------------------------------------------------------------------------------
 # Two real uids, for the trust-boundary tests (a tenant of one uid must not affect another's)
 

@@ -1,6 +1,7 @@
 """Bad input never crashes a job silently: invalid env values, a corrupt or foreign region, an unsafe
-directory. Each gives one clear line on stderr, then the configured policy (pass-through standalone, fail-
-closed under a scheduler). And a process that never touches CUDA stays inert."""
+directory. Each gives one clear line on stderr, then the failure policy: a process that asked for caps (a
+limit variable, a scheduler) is refused (fail-closed, never uncapped); only one that asked for none may pass
+through. And a process that never touches CUDA stays inert."""
 
 from __future__ import annotations
 
@@ -31,7 +32,7 @@ def _fcsp_lines(stderr: str) -> list[str]:
         ("FCSP_TENANT", "has space", "printable characters without spaces"),
     ],
 )
-def test_invalid_env_value_is_named_once_then_passthrough(
+def test_invalid_env_value_is_named_once_then_fail_closed(
     sim_env, run_probe, parse_probe, var, value, expect
 ):
     env = sim_env(mem="4G", **{var: value})
@@ -42,10 +43,35 @@ def test_invalid_env_value_is_named_once_then_passthrough(
     named = [line for line in lines if f"{var}={value}" in line]
     assert len(named) == 1, out.stderr
     assert expect in named[0]
-    assert any("pass-through" in line for line in lines), out.stderr
+    assert any("never runs uncapped" in line for line in lines), out.stderr
     assert len(lines) == 2, f"one line for the value, one for the policy: {out.stderr}"
     allocs = [r for r in parse_probe(out.stdout) if r["cmd"] == "alloc"]
-    assert all(a["status"] == "ok" for a in allocs), "pass-through: the job runs uncapped"
+    assert allocs and all(a["status"] == "fail" for a in allocs), "it asked for caps: refused, not uncapped"
+
+
+@pytest.mark.parametrize("policy", [None, "passthrough"])
+def test_init_failure_without_caps_asked_passes_through(sim_env, run_probe, parse_probe, tmp_path, policy):
+    """Only a process that asked for no cap (FCSP_TENANT alone: accounting) may run on when fcsp cannot set
+    up."""
+    d = tmp_path / "open"
+    d.mkdir()
+    d.chmod(0o777)
+    env = sim_env(mem="4G", FCSP_TENANT="acct", FCSP_REGION_DIR=str(d))
+    if policy:
+        env["FCSP_ON_INIT_FAILURE"] = policy
+    out = run_probe(env, "init", "alloc", "2G")
+    assert any("FCSP_ON_INIT_FAILURE=passthrough" in line for line in _fcsp_lines(out.stderr)), out.stderr
+    assert next(r for r in parse_probe(out.stdout) if r["cmd"] == "alloc")["status"] == "ok"
+
+
+def test_passthrough_policy_never_uncaps_a_capped_process(sim_env, run_probe, parse_probe, tmp_path):
+    d = tmp_path / "open"
+    d.mkdir()
+    d.chmod(0o777)
+    env = sim_env(mem="4G", FCSP_MEM_LIMIT="1G", FCSP_ON_INIT_FAILURE="passthrough", FCSP_REGION_DIR=str(d))
+    out = run_probe(env, "init", "alloc", "2G", "alloc", "64M")
+    assert any("never runs uncapped" in line for line in _fcsp_lines(out.stderr)), out.stderr
+    assert all(r["status"] == "fail" for r in parse_probe(out.stdout) if r["cmd"] == "alloc")
 
 
 def test_invalid_env_under_a_scheduler_fails_closed(sim_env, run_probe, parse_probe):
@@ -66,8 +92,9 @@ def test_scheduler_tenant_without_policy_fails_closed(sim_env, run_probe, parse_
 
 def _region_path(env: dict[str, str]) -> str:
     d = env["FCSP_REGION_DIR"]
-    os.makedirs(d, mode=0o700, exist_ok=True)
-    return os.path.join(d, "region")
+    os.makedirs(os.path.join(d, "users"), mode=0o700, exist_ok=True)
+    os.chmod(d, 0o700)
+    return os.path.join(d, "users", f"{os.geteuid()}.region")
 
 
 def _real_region_size(sim_env, run_probe) -> int:
@@ -101,8 +128,8 @@ def test_corrupt_or_foreign_region_is_refused_not_trusted(sim_env, run_probe, pa
     before = open(path, "rb").read() if damage != "symlink" else None
     out = run_probe(env, "init", "alloc", "2G")
     lines = _fcsp_lines(out.stderr)
-    assert len(lines) == 1 and "refused" in lines[0] and "pass-through" in lines[0], out.stderr
-    assert next(r for r in parse_probe(out.stdout) if r["cmd"] == "alloc")["status"] == "ok"
+    assert len(lines) == 1 and "refused" in lines[0] and "never runs uncapped" in lines[0], out.stderr
+    assert next(r for r in parse_probe(out.stdout) if r["cmd"] == "alloc")["status"] == "fail"
     if before is not None:
         assert open(path, "rb").read() == before, "a foreign region must never be rewritten"
 
@@ -114,7 +141,7 @@ def test_world_writable_region_dir_is_refused(sim_env, run_probe, tmp_path):
     env = sim_env(mem="4G", FCSP_MEM_LIMIT="1G", FCSP_REGION_DIR=str(d))
     out = run_probe(env, "init", "alloc", "64M")
     assert any("world-writable" in line for line in _fcsp_lines(out.stderr)), out.stderr
-    assert not (d / "region").exists()
+    assert not (d / "users").exists()
 
 
 def test_inert_without_configuration(native, sim_env, tmp_path):
@@ -126,4 +153,4 @@ def test_inert_without_configuration(native, sim_env, tmp_path):
         [str(native.probe), "init", "alloc", "64M"], env=env, capture_output=True, text=True, timeout=60
     )
     assert probe.returncode == 0 and "fcsp[" not in probe.stderr
-    assert not os.path.exists(os.path.join(env["FCSP_REGION_DIR"], "region"))
+    assert not os.path.exists(os.path.join(env["FCSP_REGION_DIR"], "users"))

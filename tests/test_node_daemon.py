@@ -12,7 +12,7 @@ import sys
 import time
 from pathlib import Path
 
-from fcsp_core.region import Region, policy_list, read_snapshot
+from fcsp_core.region import Region, policy_list, read_snapshot, region_file_path
 
 MiB = 1 << 20
 GiB = 1 << 30
@@ -61,12 +61,15 @@ def test_owns_the_region_directory_region_and_policy_table(sim_env, node_daemon)
     assert not region_dir.exists()
     daemon = node_daemon(env)
     mode = stat.S_IMODE(region_dir.stat().st_mode)
-    region_mode = stat.S_IMODE((region_dir / "region").stat().st_mode)
+    users_mode = stat.S_IMODE((region_dir / "users").stat().st_mode)
+    region_mode = stat.S_IMODE(region_file_path(region_dir).stat().st_mode)
     policy_mode = stat.S_IMODE((region_dir / "policy").stat().st_mode)
+    lock_mode = stat.S_IMODE((region_dir / "node.lock").stat().st_mode)
     if os.geteuid() == 0:
-        assert (mode, region_mode, policy_mode) == (0o755, 0o666, 0o644)
+        # users/ sticky, not listable: each uid makes its own 0600 file, nobody else's; locks are root's own
+        assert (mode, users_mode, region_mode, policy_mode, lock_mode) == (0o755, 0o1733, 0o600, 0o644, 0o600)
     else:
-        assert (mode, region_mode) == (0o700, 0o600)
+        assert (mode, users_mode, region_mode) == (0o700, 0o700, 0o600)
     assert (region_dir / "node.lock").read_text().strip() == str(daemon.proc.pid)
     assert daemon.stop() == 0
     assert "stopped" in daemon.log()

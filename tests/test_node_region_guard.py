@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from fcsp_core.region import read_snapshot
+from fcsp_core.region import read_snapshot, region_file_path
 from fcsp_core.region_node import layout_version
 
 REPO = Path(__file__).resolve().parent.parent
@@ -21,7 +21,7 @@ FAST = "rebuild_retry_seconds = 0.2\ncheck_interval_seconds = 0.2\n"
 
 
 def _region_file(env: dict[str, str]) -> Path:
-    return Path(env["FCSP_REGION_DIR"]) / "region"
+    return region_file_path(env["FCSP_REGION_DIR"])
 
 
 def _make_region(env, run_probe) -> Path:

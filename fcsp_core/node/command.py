@@ -16,10 +16,11 @@ from fcsp_core.node.config import DEFAULT_METRICS_PORT
 
 DESCRIPTION = """\
 The node daemon: run one per node (as root, from systemd: deploy/systemd/fcsp-node.service). It
-  - owns the node region: creates the region directory and the region (the same create path and modes as
-    libfcsp: /run/fcsp 0755, region 0666 as root) and the policy table (with the [[policy]] entries of the
-    configuration), and checks them; a truncated, corrupt or other-version region is reported and rebuilt
-    once no process maps it, never used;
+  - owns the node region: creates the region directory (the same create path and modes as libfcsp:
+    /run/fcsp 0755, users/ 1733 where each uid makes its own 0600 accounting file) and the policy table (with
+    the [[policy]] entries of the configuration), maps every uid's file and removes files squatting another
+    uid's name; a truncated, corrupt or other-version file is reported and rebuilt once no process maps it,
+    never used;
   - reaps: a process that died without cleaning up (SIGKILL, OOM killer, abort) has its memory accounting and
     slot released at once (pidfds), logged as `reaped pid=N tenant=T bytes=B`; tenants whose processes are
     all gone are removed after a grace period unless the scheduler still holds them (a policy entry);

@@ -32,16 +32,18 @@ from fcsp_core.node.nvml import NvmlView
 from fcsp_core.node.pidwatch import PidWatcher
 from fcsp_core.node.rates import SmTimeRates
 from fcsp_core.node.reaper import ReapLoop
-from fcsp_core.node.region_guard import Refused, open_region
+from fcsp_core.node.region_guard import OtherFiles, Refused, open_region
 from fcsp_core.node.tenant_gc import TenantGC
 from fcsp_core.region import (
     FcspBusyError,
     FcspError,
     FcspStaleError,
     Region,
+    RegionFile,
     fcsp_version,
     policy_list,
     policy_put,
+    region_file_path,
 )
 from fcsp_core.region_node import RawSnapshot
 
@@ -73,6 +75,20 @@ class RegionHolder:
                     continue  # slots changed hands all through the copy: try again
             raise FcspBusyError(-7, "the region's slots kept changing during the snapshot")
 
+    def rescan(self) -> list[RegionFile]:
+        """Map new uids' files (under the lock: it changes what snapshots read); returns the files."""
+        with self._lock:
+            if self.region is None:
+                return []
+            self.region.rescan()
+            return self.region.files()
+
+    def check(self) -> None:
+        """region_node.check (under the lock: it unmaps another uid's corrupt file)."""
+        with self._lock:
+            if self.region is not None:
+                region_node.check(self.region)
+
     def replace(self, region: Region | None) -> None:
         with self._lock:
             old, self.region = self.region, region
@@ -101,6 +117,7 @@ class NodeDaemon:
         self._next_open = 0.0
         self._last_refusal: tuple[str, float] | None = None
         self.lock = NodeLock(region_dir)
+        self.others = OtherFiles()
         self.mps = MpsManager(config.mps, region_dir, self._mps_shares) if config.mps.enabled else None
 
     # ---- setup ---------------------------------------------------------------------------------------------
@@ -176,12 +193,14 @@ class NodeDaemon:
         try:
             result: Region | Refused = open_region(self.region_dir)
         except FcspError as exc:
-            result = Refused(path=self.region_dir / "region", reason=exc.message, holders=())
+            result = Refused(path=region_file_path(self.region_dir), reason=exc.message, holders=())
         if isinstance(result, Refused):
             self._next_open = time.monotonic() + self.config.rebuild_retry_seconds
             self._report_refusal(result.describe())
             return False
         self._last_refusal = None
+        for uuid in self.nvml.uuids() if self.nvml is not None else []:
+            result.trust_gpu(uuid)  # the node's real GPUs keep their place in snapshots
         self.holder.replace(result)
         if self._watcher is not None:
             self._watcher.close()
@@ -229,7 +248,10 @@ class NodeDaemon:
             pass  # already woken
 
     def housekeeping(self, now: float) -> None:
-        """Tenant GC, the job map and the MPS daemon (every second)."""
+        """Other uids' files (new, squatted, refused), tenant GC, the job map and the MPS daemon (every
+        second)."""
+        self.others.tend(self.holder.rescan())
+        self.others.sweep(self.region_dir)
         if self.mps is not None:
             self.mps.poll()
         region = self.holder.region
@@ -280,11 +302,8 @@ class NodeDaemon:
                 self._check()
 
     def _check(self) -> None:
-        region = self.holder.region
-        if region is None:
-            return
         try:
-            region_node.check(region)
+            self.holder.check()
         except FcspStaleError as exc:
             self._drop_region(exc.message)
         except FcspBusyError:

@@ -1,8 +1,9 @@
 """One daemon per node: an exclusive flock(2) on <region dir>/node.lock, which holds the owner's PID.
 
 The kernel drops the lock when its holder dies (even by SIGKILL), so a restarted daemon takes over at once;
-the file itself is never removed (removing it would let two daemons lock two different files).
-"""
+the file itself is never removed (removing it would let two daemons lock two different files). It is the
+daemon's own, mode 0600: flock(2) works through a read-only descriptor, so a file other users could open would
+let any of them take the node before the daemon restarts."""
 
 from __future__ import annotations
 
@@ -31,8 +32,9 @@ class NodeLock:
         self._fd: int | None = None
 
     def acquire(self) -> None:
-        fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o644)
+        fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
         try:
+            os.fchmod(fd, 0o600)
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
             holder = _read_pid(fd)

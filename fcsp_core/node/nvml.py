@@ -64,6 +64,17 @@ class NvmlView:
             self._handles[uuid] = handle
         return handle
 
+    def uuids(self) -> list[str]:
+        """The UUIDs of this node's GPUs (empty when NVML cannot say)."""
+        with self._lock:
+            try:
+                count = self._nvml.nvmlDeviceGetCount()
+                handles = [self._nvml.nvmlDeviceGetHandleByIndex(i) for i in range(count)]
+                raw = [self._nvml.nvmlDeviceGetUUID(h) for h in handles]
+            except self._nvml.NVMLError:
+                return []
+        return [u.decode() if isinstance(u, bytes) else str(u) for u in raw]
+
     def index(self, uuid: str) -> int | None:
         """NVML's index of the GPU (as nvidia-smi and dcgm-exporter number it); None if NVML lacks it."""
         with self._lock:

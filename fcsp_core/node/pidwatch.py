@@ -3,8 +3,10 @@ exits, so the daemon reaps at once instead of at its next periodic pass.
 
 A pidfd names one process for good (no PID reuse), but pidfd_open takes a PID: the slot's start time is
 checked after opening, so a PID already reused by another process counts as an exit. Slots whose pidfd cannot
-be opened (another PID namespace, no pidfd support, out of descriptors) are left to the periodic pass.
-"""
+be opened (another PID namespace, no pidfd support, out of descriptors) are left to the periodic pass. Only
+the kernel says a process is gone (pidfd_open's ESRCH, a readable start time that differs); a /proc entry that
+cannot be read (out of descriptors, hidepid) means nothing, and whether a slot is reclaimed is decided in C
+anyway."""
 
 from __future__ import annotations
 
@@ -15,19 +17,25 @@ from collections.abc import Iterable
 SlotKey = tuple[int, int, int]  # (slot index, pid, start time)
 
 
+UNREADABLE = -1  # proc_start_time: the entry exists (or may) but cannot be read
+
+
 def proc_start_time(pid: int, proc: str = "/proc") -> int | None:
-    """Field 22 of /proc/<pid>/stat (clock ticks since boot), or None if the process is gone."""
+    """Field 22 of /proc/<pid>/stat (clock ticks since boot); None if the process is gone, UNREADABLE if its
+    entry cannot be read (out of descriptors, hidepid, permissions: not a sign of exit)."""
     try:
         with open(f"{proc}/{pid}/stat", "rb") as fh:
             data = fh.read()
-    except OSError:
+    except (FileNotFoundError, ProcessLookupError):
         return None
+    except OSError:
+        return UNREADABLE
     # fields 3.. (the name, field 2, may hold spaces and parentheses)
     rest = data[data.rfind(b")") + 2 :].split()
     try:
         return int(rest[19])
     except (IndexError, ValueError):
-        return None
+        return UNREADABLE
 
 
 class PidWatcher:
@@ -62,7 +70,8 @@ class PidWatcher:
             except OSError:
                 unwatched += 1
                 continue
-            if proc_start_time(pid) != start_time:  # exited, or the PID is someone else's now
+            started = proc_start_time(pid)
+            if started is None or started not in (start_time, UNREADABLE):  # exited, or the PID is reused
                 os.close(fd)
                 gone = True
                 continue

@@ -1,23 +1,26 @@
-"""Opening the node region for the daemon, and what to do with one that cannot be trusted.
+"""Opening the node's accounting files for the daemon, and what to do with one that cannot be trusted.
 
-A region file of another magic, version or size (truncated, corrupt, left by another fcsp version), or one
-whose slots hold values no fcsp process writes, is never used. It is rebuilt (removed and created afresh, with
-the library's own create path and modes) only when no process maps it: a process that maps it may be attached
-and accounting in it. Otherwise the daemon says which processes hold it and tries again later.
-"""
+There is one file per uid (<dir>/users/<uid>.region); the daemon's handle maps root's own and every other
+uid's trusted file (the library removes files another user put in a uid's place). A file of another magic,
+version or size (truncated, corrupt, left by another fcsp version), or one whose slots hold values no fcsp
+process writes, is never used. It is rebuilt only when no process maps it: a process that maps it may be
+attached and accounting in it. Root's own file is rebuilt here (removed and created afresh, with the library's
+own create path and modes); another uid's is removed, and that uid's next process creates it afresh. Otherwise
+the daemon says which processes hold it and tries again later."""
 
 from __future__ import annotations
 
 import logging
 import os
+import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
 from fcsp_core import region_node
-from fcsp_core.region import FcspError, FcspStaleError, Region
+from fcsp_core.region import FcspError, FcspStaleError, Region, RegionFile, region_file_path
 
 log = logging.getLogger("fcsp.node")
-REGION_FILE = "region"
+SQUAT_PREFIX = ".squat-"  # FCSP_SQUAT_PREFIX: directories another user put in users/, moved aside by libfcsp
 
 
 @dataclass(frozen=True)
@@ -69,7 +72,7 @@ def open_region(directory: Path) -> Region | Refused:
     """The node region in directory, created if missing and checked; a refused one is rebuilt when no process
     maps it. Returns the open Region, or Refused when it must be left alone for now (the caller reports
     it)."""
-    path = directory / REGION_FILE
+    path = region_file_path(directory)
     try:
         reg = Region.open(directory, create=True)
     except FcspStaleError as exc:
@@ -98,3 +101,45 @@ def _rebuild_or_refuse(directory: Path, path: Path, reason: str) -> Region | Ref
     region_node.check(reg)
     log.warning("region %s rebuilt (layout version %d)", path, region_node.layout_version())
     return reg
+
+
+class OtherFiles:
+    """Other uids' refused files: removed once no process maps them (the uid's next process makes a new
+    one)."""
+
+    def __init__(self) -> None:
+        self._reported: set[tuple[str, str]] = set()
+
+    def tend(self, files: list[RegionFile]) -> list[Path]:
+        """Remove the refused files (of a handle's region.files(), after a rescan) nobody maps; returns the
+        paths removed."""
+        removed = []
+        refused = set()
+        for f in files[1:]:
+            if f.state != "refused":
+                continue
+            path = Path(f.path)
+            holders = mapping_pids(path)
+            if holders:
+                refused.add((f.path, f.reason))
+                if (f.path, f.reason) not in self._reported:
+                    log.warning("%s", Refused(path=path, reason=f.reason, holders=tuple(holders)).describe())
+                continue
+            try:
+                path.unlink()
+            except FileNotFoundError:
+                continue
+            log.warning("region %s of uid %d refused: %s; no process maps it: removed", path, f.uid, f.reason)
+            removed.append(path)
+        self._reported = refused
+        return removed
+
+    def sweep(self, directory: Path) -> None:
+        """Delete the directories libfcsp moved out of users/ (another user's squats): without following
+        links (shutil.rmtree resists symlink attacks where the platform allows, as on Linux)."""
+        try:
+            entries = [e for e in os.scandir(directory) if e.name.startswith(SQUAT_PREFIX)]
+        except OSError:
+            return
+        for entry in entries:
+            shutil.rmtree(entry.path, ignore_errors=True)

@@ -28,28 +28,28 @@ class TenantGC:
 
     def run(self, region: Region, snap: RawSnapshot, now: float) -> list[str]:
         """One pass over a fresh snapshot; returns the tenants removed."""
-        idle: dict[Key, tuple[str, int]] = {}
+        idle: dict[Key, tuple[str, int, int]] = {}
         for t in snap.tenants():
             if int(t.nprocs) == 0:
-                idle[(int(t.index), int(t.created_ns))] = (c_string(t.name), int(t.flags))
+                idle[(int(t.index), int(t.created_ns))] = (c_string(t.name), int(t.flags), int(t.uid))
         for key in [k for k in self._idle_since if k not in idle]:
             del self._idle_since[key]
         due = []
-        for key, (name, flags) in idle.items():
+        for key, (name, flags, uid) in idle.items():
             since = self._idle_since.setdefault(key, now)
             if now - since >= self.grace:
-                due.append((name, flags))
+                due.append((name, flags, uid))
         if not due:
             return []
-        held = self._policy_tenants() if any(flags & TENANT_POLICY for _, flags in due) else set()
+        held = self._policy_tenants() if any(flags & TENANT_POLICY for _, flags, _ in due) else set()
         removed = []
-        for name, flags in due:
+        for name, flags, uid in due:
             if flags & TENANT_POLICY and (held is None or name in held):
                 continue  # the scheduler still holds it (or we cannot tell)
             try:
-                region.remove_tenant(name)
+                region.remove_tenant(name, uid)
             except (FcspBusyError, FcspNotFoundError):
-                continue  # a process joined meanwhile, or it went by itself
+                continue  # a process joined meanwhile, it went by itself, or its owner holds the file's lock
             except FcspError as exc:
                 log.warning("cannot remove idle tenant %s: %s", name, exc.message)
                 continue

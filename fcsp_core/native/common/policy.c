@@ -1,6 +1,8 @@
 /* The policy table: limits a scheduler (through the node manager) sets for tenants. Only the owner of the region
- * directory (root on a real node) writes it; tenants map it read-only, so a job cannot raise its own cap. */
+ * directory (root on a real node) writes it; tenants map it read-only, so a job cannot raise its own cap. An entry
+ * names the uid whose processes may take it. */
 #include <errno.h>
+#include <stdint.h>
 #include <fcntl.h>
 #include <stdio.h>
 #include <string.h>
@@ -126,7 +128,28 @@ int fcsp_policy_lookup(const struct fcsp_policy *p, const char *tenant, struct f
 
 /* ---- writer side (manager only) ---- */
 
-static int open_for_write(const char *dir, struct fcsp_policy **pp, int *fdp, char *path, size_t pathlen, char *err,
+/* Writers serialise on <dir>/policy.lock, never on the table itself: every user can open the table (to read it),
+ * and flock(2) works through a read-only descriptor, so a lock on it would let any user stall the manager. The lock
+ * file is the manager's own, mode 0600. Returns the locked descriptor or a negative FCSP_E*. */
+static int lock_writers(const char *dir, char *err, size_t errlen)
+{
+    char path[PATH_MAX];
+    if ((size_t)snprintf(path, sizeof path, "%s/policy.lock", dir) >= sizeof path)
+        return fcsp_err(err, errlen, FCSP_EINVAL, "policy directory path too long: %s", dir);
+    int fd = open(path, O_RDWR | O_CREAT | O_NOFOLLOW | O_CLOEXEC, 0600);
+    struct stat st;
+    if (fd < 0 || fstat(fd, &st) != 0 || !S_ISREG(st.st_mode) || st.st_uid != geteuid() ||
+        fchmod(fd, 0600) != 0 || flock(fd, LOCK_EX) != 0) {
+        int e = errno;
+        if (fd >= 0)
+            close(fd);
+        return fcsp_err(err, errlen, FCSP_EIO, "cannot take the policy writers' lock %s: %s", path,
+                        fd >= 0 && e == 0 ? "not a regular file of ours" : strerror(e));
+    }
+    return fd;
+}
+
+static int open_for_write(const char *dir, struct fcsp_policy **pp, int *lockp, char *path, size_t pathlen, char *err,
                           size_t errlen)
 {
     int rc = policy_path(dir, path, pathlen, err, errlen);
@@ -137,30 +160,37 @@ static int open_for_write(const char *dir, struct fcsp_policy **pp, int *fdp, ch
         return fcsp_err(err, errlen, FCSP_ENOENT, "policy directory %s does not exist", dir);
     if (geteuid() != 0 && geteuid() != dst.st_uid)
         return fcsp_err(err, errlen, FCSP_EPERM, "only root or the owner of %s may change limits", dir);
+    int lock = lock_writers(dir, err, errlen);
+    if (lock < 0)
+        return lock;
     int fd = open(path, O_RDWR | O_CREAT | O_NOFOLLOW | O_CLOEXEC, 0644);
-    if (fd < 0)
+    if (fd < 0) {
+        close(lock);
         return fcsp_err(err, errlen, errno == EACCES ? FCSP_EPERM : FCSP_EIO, "cannot open policy %s: %s", path,
                         strerror(errno));
-    if (flock(fd, LOCK_EX) != 0 || fchmod(fd, 0644) != 0) {
-        close(fd);
-        return fcsp_err(err, errlen, FCSP_EIO, "cannot lock policy %s: %s", path, strerror(errno));
     }
     struct stat st;
-    fstat(fd, &st);
-    int fresh = st.st_size == 0;
-    if (fresh && ftruncate(fd, (off_t)sizeof(struct fcsp_policy)) != 0) {
-        close(fd);
-        return fcsp_err(err, errlen, FCSP_EIO, "cannot size policy %s: %s", path, strerror(errno));
+    rc = FCSP_OK;
+    if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode) || fchmod(fd, 0644) != 0)
+        rc = fcsp_err(err, errlen, FCSP_EIO, "policy %s is not a regular file of ours", path);
+    int fresh = rc == FCSP_OK && st.st_size == 0;
+    int e = fresh ? posix_fallocate(fd, 0, (off_t)sizeof(struct fcsp_policy)) : 0;
+    if (e != 0) {
+        if (ftruncate(fd, 0) != 0) { /* leave it empty (fresh again), never half-sized */
+        }
+        rc = fcsp_err(err, errlen, FCSP_EIO, "cannot allocate %zu bytes for policy %s: %s",
+                      sizeof(struct fcsp_policy), path, strerror(e));
     }
-    if (!fresh && (size_t)st.st_size != sizeof(struct fcsp_policy)) {
-        close(fd);
-        return fcsp_err(err, errlen, FCSP_ESTALE, "policy %s has size %lld, expected %zu: refused", path,
-                        (long long)st.st_size, sizeof(struct fcsp_policy));
-    }
-    struct fcsp_policy *p = mmap(NULL, sizeof *p, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
-    if (p == MAP_FAILED) {
-        close(fd);
-        return fcsp_err(err, errlen, FCSP_EIO, "cannot map policy %s: %s", path, strerror(errno));
+    if (rc == FCSP_OK && !fresh && (size_t)st.st_size != sizeof(struct fcsp_policy))
+        rc = fcsp_err(err, errlen, FCSP_ESTALE, "policy %s has size %lld, expected %zu: refused", path,
+                      (long long)st.st_size, sizeof(struct fcsp_policy));
+    struct fcsp_policy *p = MAP_FAILED;
+    if (rc == FCSP_OK && (p = mmap(NULL, sizeof *p, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0)) == MAP_FAILED)
+        rc = fcsp_err(err, errlen, FCSP_EIO, "cannot map policy %s: %s", path, strerror(errno));
+    close(fd); /* the mapping stays */
+    if (rc) {
+        close(lock);
+        return rc;
     }
     if (fresh) {
         p->header.version = FCSP_POLICY_VERSION;
@@ -172,18 +202,18 @@ static int open_for_write(const char *dir, struct fcsp_policy **pp, int *fdp, ch
     rc = validate_policy(p, path, err, errlen);
     if (rc) {
         munmap(p, sizeof *p);
-        close(fd);
+        close(lock);
         return rc;
     }
     *pp = p;
-    *fdp = fd; /* holds the flock until closed */
+    *lockp = lock; /* holds the writers' lock until closed */
     return FCSP_OK;
 }
 
-static void close_write(struct fcsp_policy *p, int fd)
+static void close_write(struct fcsp_policy *p, int lock)
 {
     munmap(p, sizeof *p);
-    close(fd); /* drops the flock */
+    close(lock); /* drops the writers' lock */
 }
 
 static void write_entry(struct fcsp_policy *p, struct fcsp_policy_entry *e, const struct fcsp_policy_entry *val)
@@ -248,6 +278,15 @@ FCSP_API int fcsp_policy_put(const char *dir, const struct fcsp_policy_in *in, c
     }
     write_entry(p, &p->entries[i], &val);
     close_write(p, fd);
+    /* The tenant's processes will account in the uid's own file: root makes it now, owned by the uid, so a file
+     * another user put in its place (to deny the job its accounting) is gone before the job starts. */
+    if (geteuid() == 0 && in->uid >= 0 && in->uid <= UINT32_MAX) {
+        struct fcsp_region_map m;
+        rc = fcsp_region_map_open_uid(dir, (uint32_t)in->uid, 1, &m, err, errlen);
+        if (rc)
+            return rc;
+        fcsp_region_map_close(&m);
+    }
     return FCSP_OK;
 }
 

@@ -1,5 +1,7 @@
-/* The node daemon's part of the public C API: reaping dead processes' slots and checking a region for corruption.
- * Both run under the region lock, like every slot change. */
+/* The node daemon's part of the public C API: reaping dead processes' slots and checking the accounting files for
+ * corruption. Both run under each file's lock, like every slot change; the lock of another uid's file is only
+ * tried, never waited for (a user holding their own lock must not stall the node's work for everyone else). */
+#include <stdio.h>
 #include <string.h>
 
 #include "common/clock.h"
@@ -13,18 +15,22 @@ FCSP_API uint32_t fcsp_region_layout_version(void) { return FCSP_REGION_VERSION;
 
 FCSP_API uint64_t fcsp_region_topology_seq(fcsp_region_handle *h)
 {
-    /* acquire: pairs with fcsp_region_bump_topology's release, so a snapshot taken after seeing a new value
-     * sees the slot changes behind it */
-    return atomic_load_explicit(&h->map.r->header.topology_seq, memory_order_acquire);
+    uint64_t seq = h->generation << 40;
+    for (int f = 0; f < h->n; f++)
+        if (h->files[f].map.r) /* acquire: pairs with fcsp_region_bump_topology's release, so a snapshot taken
+                                * after seeing a new value sees the slot changes behind it */
+            seq += atomic_load_explicit(&h->files[f].map.r->header.topology_seq, memory_order_acquire);
+    return seq;
 }
 
-static void fill_event(struct fcsp_reap_event *ev, const struct fcsp_region *r, int proc_idx,
+static void fill_event(struct fcsp_reap_event *ev, const struct fcsp_region *r, int pos, uint32_t uid, int proc_idx,
                        const struct fcsp_reclaim_info *info)
 {
     memset(ev, 0, sizeof *ev);
     ev->pid = info->pid;
-    ev->proc_index = (uint32_t)proc_idx;
-    ev->tenant_index = (uint32_t)info->tenant;
+    ev->uid = uid;
+    ev->proc_index = (uint32_t)(pos * FCSP_MAX_PROCS + proc_idx);
+    ev->tenant_index = (uint32_t)(pos * FCSP_MAX_TENANTS + info->tenant);
     ev->start_time = info->start_time;
     ev->flags = (info->recomputed ? FCSP_REAP_RECOMPUTED : 0) | (info->pending ? FCSP_REAP_PENDING : 0) |
                 (info->deferred ? FCSP_REAP_DEFERRED : 0);
@@ -37,21 +43,16 @@ static void fill_event(struct fcsp_reap_event *ev, const struct fcsp_region *r, 
     ev->tenant[sizeof ev->tenant - 1] = '\0';
 }
 
-FCSP_API int fcsp_region_reap(fcsp_region_handle *h, uint64_t min_heartbeat_age_ms, struct fcsp_reap_event *events,
-                              int max)
+/* One file's pass, under its lock; returns the events written. Another uid's file stops at its first deferral:
+ * its processes' windows cost the daemon at most one quiesce wait per pass. */
+static int reap_file(fcsp_region_handle *h, int pos, uint64_t min_heartbeat_age_ms, struct fcsp_reap_event *events,
+                     int max)
 {
-    struct fcsp_region_map *m = &h->map;
-    if (max < 0 || (max > 0 && !events))
-        return FCSP_EINVAL;
-    if (!m->writable)
-        return FCSP_EPERM;
-    if (fcsp_region_lock(m) != FCSP_OK)
-        return FCSP_EBUSY;
-    struct fcsp_region *r = m->r;
+    struct fcsp_region *r = h->files[pos].map.r;
     uint64_t now = fcsp_now_ms();
     int n = 0;
     /* The slots' states are the truth (the dense pid index only speeds up attaching), so every slot is looked at:
-     * one load per slot, and /proc only for those whose heartbeat is old enough. */
+     * one load per slot, and the kernel is asked only about those whose heartbeat is old enough. */
     for (int i = 0; i < FCSP_MAX_PROCS && n < max; i++) {
         struct fcsp_proc *p = &r->procs[i];
         /* acquire: pairs with the owner's release store of LIVE (pid, start time, tenant are its own) */
@@ -73,12 +74,35 @@ FCSP_API int fcsp_region_reap(fcsp_region_handle *h, uint64_t min_heartbeat_age_
             continue;
         }
         struct fcsp_reclaim_info info;
-        fcsp_reclaim_slot(r, i, &info);
+        fcsp_reclaim_slot(r, i, &info,
+                          fcsp_file_is_own(h, pos) ? FCSP_RECLAIM_QUIESCE_MS : FCSP_RECLAIM_QUIESCE_OTHER_MS);
         if (info.pid != 0 || info.deferred)
-            fill_event(&events[n++], r, i, &info);
+            fill_event(&events[n++], r, pos, h->files[pos].uid, i, &info);
+        if (info.deferred && !fcsp_file_is_own(h, pos))
+            break;
     }
     fcsp_tenants_recount(r);
-    fcsp_region_unlock(m);
+    return n;
+}
+
+FCSP_API int fcsp_region_reap(fcsp_region_handle *h, uint64_t min_heartbeat_age_ms, struct fcsp_reap_event *events,
+                              int max)
+{
+    if (max < 0 || (max > 0 && !events))
+        return FCSP_EINVAL;
+    int n = 0;
+    for (int f = 0; f < h->n && n < max; f++) {
+        struct fcsp_region_map *m = &h->files[f].map;
+        if (!m->r)
+            continue;
+        if (fcsp_region_lock_wait(m, fcsp_file_lock_wait(h, f)) != FCSP_OK) {
+            if (fcsp_file_is_own(h, f))
+                return FCSP_EBUSY;
+            continue; /* its owner holds it: next pass */
+        }
+        n += reap_file(h, f, min_heartbeat_age_ms, events + n, max - n);
+        fcsp_region_unlock(m);
+    }
     return n;
 }
 
@@ -152,10 +176,24 @@ static int check_locked(const struct fcsp_region *r, const char *path, char *err
 
 FCSP_API int fcsp_region_check(fcsp_region_handle *h, char *err, size_t errlen)
 {
-    struct fcsp_region_map *m = &h->map;
-    if (fcsp_region_lock(m) != FCSP_OK)
-        return fcsp_err(err, errlen, FCSP_EBUSY, "region %s: timed out waiting for its lock", m->path);
-    int rc = check_locked(m->r, m->path, err, errlen);
-    fcsp_region_unlock(m);
-    return rc;
+    for (int f = 0; f < h->n; f++) {
+        struct fcsp_region_map *m = &h->files[f].map;
+        if (!m->r)
+            continue;
+        if (fcsp_region_lock_wait(m, fcsp_file_lock_wait(h, f)) != FCSP_OK) {
+            if (fcsp_file_is_own(h, f))
+                return fcsp_err(err, errlen, FCSP_EBUSY, "region %s: timed out waiting for its lock", m->path);
+            continue;
+        }
+        char why[FCSP_ERR_LEN];
+        int rc = check_locked(m->r, m->path, why, sizeof why);
+        fcsp_region_unlock(m);
+        if (rc && fcsp_file_is_own(h, f))
+            return fcsp_err(err, errlen, rc, "%s", why);
+        if (rc) {
+            fcsp_log(FCSP_LOG_WARN, "%s: not used until it is rebuilt", why);
+            fcsp_handle_refuse(h, f, why);
+        }
+    }
+    return FCSP_OK;
 }

@@ -76,20 +76,55 @@ static int region_gpu_index(const char *uuid, uint64_t total, uint32_t sms)
     return -1;
 }
 
+/* The tenant's caps on GPU g: the policy's when it has an entry (every process of the tenant writes the same),
+ * else those of the first of its processes to use the GPU, set once under the region lock. */
+static void tenant_caps(struct fcsp_tenant_gpu *tg, const char *uuid, uint64_t env_mem, uint32_t env_sm,
+                        uint64_t *mem, uint32_t *sm)
+{
+    if (fcsp_g.has_policy_entry) {
+        fcsp_policy_limits(&fcsp_g.policy_entry, uuid, mem, sm);
+        /* relaxed: readers are the exporter (a mirror) and our own later calls; cap_set (release) orders them for
+         * joiners that read it with acquire */
+        atomic_store_explicit(&tg->limit_bytes, *mem, memory_order_relaxed);
+        atomic_store_explicit(&tg->sm_limit_pct, *sm, memory_order_relaxed);
+        atomic_store_explicit(&tg->cap_set, 1, memory_order_release);
+        return;
+    }
+    int locked = fcsp_region_lock(&fcsp_g.region) == FCSP_OK;
+    /* acquire: pairs with the setter's release store of cap_set, so the caps read below are the tenant's */
+    if (locked && !atomic_load_explicit(&tg->cap_set, memory_order_acquire)) {
+        atomic_store_explicit(&tg->limit_bytes, env_mem, memory_order_relaxed);
+        atomic_store_explicit(&tg->sm_limit_pct, env_sm, memory_order_relaxed);
+        /* release: a joiner that sees cap_set sees the caps */
+        atomic_store_explicit(&tg->cap_set, 1, memory_order_release);
+    }
+    if (locked)
+        fcsp_region_unlock(&fcsp_g.region);
+    *mem = env_mem;
+    *sm = env_sm;
+    if (atomic_load_explicit(&tg->cap_set, memory_order_acquire)) {
+        *mem = atomic_load_explicit(&tg->limit_bytes, memory_order_relaxed);
+        *sm = atomic_load_explicit(&tg->sm_limit_pct, memory_order_relaxed);
+    }
+}
+
+/* This process's caps on d: the tenant's; a process's own environment may lower them for itself (a scheduler's
+ * step, a joiner asking for less), never raise them. */
 static void compute_limits(struct fcsp_dev *d)
 {
-    uint64_t mem;
-    uint32_t sm;
-    fcsp_limits_for_gpu(&fcsp_g.cfg, fcsp_g.has_policy_entry ? &fcsp_g.policy_entry : NULL, d->uuid, d->ordinal,
-                        d->total_bytes, &mem, &sm);
+    uint64_t env_mem, mem;
+    uint32_t env_sm, sm;
+    fcsp_env_limits(&fcsp_g.cfg, d->ordinal, d->total_bytes, &env_mem, &env_sm);
+    tenant_caps(&fcsp_g.tenant->gpu[d->gpu], d->uuid, env_mem, env_sm, &mem, &sm);
+    if (!fcsp_g.has_policy_entry || fcsp_g.cfg.scheduler) {
+        mem = fcsp_min_cap(mem, env_mem);
+        sm = (uint32_t)fcsp_min_cap(sm, env_sm);
+    }
     /* relaxed: admission reads the cap on its own; no other data depends on it */
     atomic_store_explicit(&d->limit_bytes, mem, memory_order_relaxed);
     atomic_store_explicit(&d->sm_limit_pct, sm, memory_order_relaxed);
     if (sm) /* relaxed: launches read it on their own; set before any launch can need it (under map_lock) */
         atomic_store_explicit(&fcsp_sm_possible, 1, memory_order_relaxed);
-    struct fcsp_tenant_gpu *tg = &fcsp_g.tenant->gpu[d->gpu];
-    atomic_store_explicit(&tg->limit_bytes, mem, memory_order_relaxed);
-    atomic_store_explicit(&tg->sm_limit_pct, sm, memory_order_relaxed);
 }
 
 /* Under map_lock, in ENFORCE mode: fill d for a GPU identified by uuid. */

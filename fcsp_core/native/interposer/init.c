@@ -46,15 +46,23 @@ static void atfork_child(void)
 
 static void register_atfork(void) { pthread_atfork(atfork_prepare, atfork_parent, atfork_child); }
 
+/* A process that asked for caps (a limit variable, a scheduler) never runs without them: it is refused. Only one
+ * that asked for none (accounting only, FCSP_TENANT alone) may pass through, if FCSP_ON_INIT_FAILURE says so. */
 static int fail(const char *why)
 {
-    if (fcsp_g.cfg.on_failure == FCSP_ON_FAILURE_FAIL) {
-        fcsp_log(FCSP_LOG_ERROR, "cannot initialise: %s; refusing GPU memory allocations (fail-closed policy: "
-                                 "FCSP_ON_INIT_FAILURE=fail%s)",
-                 why, fcsp_g.cfg.scheduler ? ", set under a scheduler" : "");
+    if (fcsp_g.cfg.caps_asked) {
+        fcsp_log(FCSP_LOG_ERROR, "cannot initialise: %s; refusing GPU memory allocations (fail-closed: this process "
+                                 "asked for %s, so it never runs uncapped)",
+                 why, fcsp_g.cfg.scheduler ? "its scheduler's caps" : "caps");
         return FCSP_MODE_CLOSED;
     }
-    fcsp_log(FCSP_LOG_ERROR, "cannot initialise: %s; running WITHOUT GPU caps (pass-through policy: "
+    if (fcsp_g.cfg.on_failure == FCSP_ON_FAILURE_FAIL) {
+        fcsp_log(FCSP_LOG_ERROR, "cannot initialise: %s; refusing GPU memory allocations (fail-closed policy: "
+                                 "FCSP_ON_INIT_FAILURE=fail)",
+                 why);
+        return FCSP_MODE_CLOSED;
+    }
+    fcsp_log(FCSP_LOG_ERROR, "cannot initialise: %s; running without accounting (it asked for no caps; "
                              "FCSP_ON_INIT_FAILURE=passthrough)",
              why);
     return FCSP_MODE_PASSTHROUGH;
@@ -73,9 +81,9 @@ static int load_policy(const char *dir, char *why, size_t whylen)
     fcsp_g.policy_generation = fcsp_policy_generation(fcsp_g.policy.p);
     struct fcsp_policy_entry e;
     if (fcsp_policy_lookup(fcsp_g.policy.p, fcsp_g.cfg.tenant, &e) == FCSP_OK) {
-        if (e.uid >= 0 && (uid_t)e.uid != getuid()) {
+        if (e.uid >= 0 && (uid_t)e.uid != geteuid()) {
             snprintf(why, whylen, "the limits of tenant %s belong to uid %lld, not %u", fcsp_g.cfg.tenant,
-                     (long long)e.uid, (unsigned)getuid());
+                     (long long)e.uid, (unsigned)geteuid());
             return -1;
         }
         fcsp_g.policy_entry = e;
@@ -169,7 +177,10 @@ int fcsp_policy_poll(struct fcsp_policy_entry *entry, int *has_entry)
     if (gen == fcsp_g.policy_generation) /* only the heartbeat thread writes it after init */
         return 0;
     fcsp_g.policy_generation = gen;
-    if (fcsp_policy_lookup(fcsp_g.policy.p, fcsp_g.cfg.tenant, entry) == FCSP_OK) {
+    /* An entry for another uid's tenant of the same name is not ours (a scheduler registering its name later must
+     * not hand its caps to a process that took the name first). */
+    if (fcsp_policy_lookup(fcsp_g.policy.p, fcsp_g.cfg.tenant, entry) == FCSP_OK &&
+        (entry->uid < 0 || (uid_t)entry->uid == geteuid())) {
         *has_entry = 1;
         return 1;
     }

@@ -8,11 +8,12 @@
 #include "common/log.h"
 #include "fcsp/fcsp_api.h"
 
-static int read_mem(const char *var, struct fcsp_mem_spec *out)
+static int read_mem(const char *var, struct fcsp_mem_spec *out, int *asked)
 {
     const char *v = getenv(var);
     if (!v)
         return 0;
+    *asked = 1;
     char err[FCSP_ERR_LEN];
     if (fcsp_parse_mem_limit(v, &out->bytes, &out->percent, err, sizeof err) != FCSP_OK) {
         fcsp_log(FCSP_LOG_ERROR, "%s=%s: %s", var, v, err);
@@ -22,11 +23,12 @@ static int read_mem(const char *var, struct fcsp_mem_spec *out)
     return 1;
 }
 
-static int read_sm(const char *var, uint32_t *out)
+static int read_sm(const char *var, uint32_t *out, int *asked)
 {
     const char *v = getenv(var);
     if (!v)
         return 0;
+    *asked = 1;
     char err[FCSP_ERR_LEN];
     if (fcsp_parse_sm_limit(v, out, err, sizeof err) != FCSP_OK) {
         fcsp_log(FCSP_LOG_ERROR, "%s=%s: %s", var, v, err);
@@ -67,6 +69,7 @@ int fcsp_config_from_env(struct fcsp_config *c)
     memset(c, 0, sizeof *c);
     int bad = 0, rc;
     c->scheduler = getenv("FCSP_SCHEDULER") && *getenv("FCSP_SCHEDULER");
+    c->caps_asked = c->scheduler;
     c->on_failure = c->scheduler ? FCSP_ON_FAILURE_FAIL : FCSP_ON_FAILURE_PASSTHROUGH;
     const char *pol = getenv("FCSP_ON_INIT_FAILURE");
     if (pol) {
@@ -120,20 +123,20 @@ int fcsp_config_from_env(struct fcsp_config *c)
     if (!c->tenant_from_env)
         snprintf(c->tenant, sizeof c->tenant, "proc-%d", (int)getpid());
 
-    if ((rc = read_mem("FCSP_MEM_LIMIT", &c->mem_all)) < 0)
+    if ((rc = read_mem("FCSP_MEM_LIMIT", &c->mem_all, &c->caps_asked)) < 0)
         bad = 1;
     c->any_env_limit |= rc > 0;
-    if ((rc = read_sm("FCSP_SM_LIMIT", &c->sm_all)) < 0)
+    if ((rc = read_sm("FCSP_SM_LIMIT", &c->sm_all, &c->caps_asked)) < 0)
         bad = 1;
     c->any_env_limit |= rc > 0;
     for (int i = 0; i < FCSP_MAX_GPUS; i++) {
         char var[32];
         snprintf(var, sizeof var, "FCSP_MEM_LIMIT_%d", i);
-        if ((rc = read_mem(var, &c->mem_dev[i])) < 0)
+        if ((rc = read_mem(var, &c->mem_dev[i], &c->caps_asked)) < 0)
             bad = 1;
         c->any_env_limit |= rc > 0;
         snprintf(var, sizeof var, "FCSP_SM_LIMIT_%d", i);
-        if ((rc = read_sm(var, &c->sm_dev[i])) < 0)
+        if ((rc = read_sm(var, &c->sm_dev[i], &c->caps_asked)) < 0)
             bad = 1;
         c->any_env_limit |= rc > 0;
     }
@@ -154,7 +157,7 @@ static uint64_t resolve_mem(const struct fcsp_mem_spec *s, uint64_t total)
     return (uint64_t)((double)total * s->percent / 100.0);
 }
 
-static uint64_t min_cap(uint64_t a, uint64_t b)
+uint64_t fcsp_min_cap(uint64_t a, uint64_t b)
 {
     if (!a)
         return b;
@@ -163,40 +166,30 @@ static uint64_t min_cap(uint64_t a, uint64_t b)
     return a < b ? a : b;
 }
 
-void fcsp_limits_for_gpu(const struct fcsp_config *c, const struct fcsp_policy_entry *policy, const char *uuid,
-                         int ordinal, uint64_t total_bytes, uint64_t *mem_limit, uint32_t *sm_limit)
+void fcsp_env_limits(const struct fcsp_config *c, int ordinal, uint64_t total_bytes, uint64_t *mem_limit,
+                     uint32_t *sm_limit)
 {
     const struct fcsp_mem_spec *ms = &c->mem_all;
-    uint32_t env_sm = c->sm_all;
+    uint32_t sm = c->sm_all;
     if (ordinal >= 0 && ordinal < FCSP_MAX_GPUS) {
         if (c->mem_dev[ordinal].set)
             ms = &c->mem_dev[ordinal];
         if (c->sm_dev[ordinal])
-            env_sm = c->sm_dev[ordinal];
+            sm = c->sm_dev[ordinal];
     }
-    uint64_t env_mem = resolve_mem(ms, total_bytes);
-    uint64_t mem = 0;
-    uint32_t sm = 0;
-    if (policy) {
-        mem = policy->mem_limit_bytes;
-        sm = policy->sm_limit_pct;
-        for (uint32_t g = 0; g < policy->ngpus && g < FCSP_MAX_GPUS; g++) {
-            if (strncmp(policy->gpu[g].uuid, uuid, FCSP_UUID_LEN) == 0) {
-                mem = policy->gpu[g].mem_limit_bytes;
-                sm = policy->gpu[g].sm_limit_pct;
-                break;
-            }
-        }
-        /* Under a scheduler the environment may lower its limits, never raise them; standalone, the manager's
-         * entry (root's, or the region owner's) replaces the environment, so `fcsp limit` can also raise a cap. */
-        if (c->scheduler) {
-            mem = min_cap(mem, env_mem);
-            sm = (uint32_t)min_cap(sm, env_sm);
-        }
-    } else {
-        mem = env_mem;
-        sm = env_sm;
-    }
-    *mem_limit = mem;
+    *mem_limit = resolve_mem(ms, total_bytes);
     *sm_limit = sm;
+}
+
+void fcsp_policy_limits(const struct fcsp_policy_entry *e, const char *uuid, uint64_t *mem_limit, uint32_t *sm_limit)
+{
+    *mem_limit = e->mem_limit_bytes;
+    *sm_limit = e->sm_limit_pct;
+    for (uint32_t g = 0; g < e->ngpus && g < FCSP_MAX_GPUS; g++) {
+        if (strncmp(e->gpu[g].uuid, uuid, FCSP_UUID_LEN) == 0) {
+            *mem_limit = e->gpu[g].mem_limit_bytes;
+            *sm_limit = e->gpu[g].sm_limit_pct;
+            break;
+        }
+    }
 }

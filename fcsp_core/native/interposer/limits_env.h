@@ -19,7 +19,8 @@ struct fcsp_config {
     char tenant[FCSP_NAME_LEN]; /* FCSP_TENANT, or "proc-<pid>" */
     int tenant_from_env;
     int scheduler;              /* FCSP_SCHEDULER set: limits must come from the policy table */
-    int on_failure;             /* enum fcsp_on_failure */
+    int on_failure;             /* enum fcsp_on_failure: only for a process that asked for no caps */
+    int caps_asked;             /* a limit variable is set (even an invalid one) or FCSP_SCHEDULER: never uncapped */
     int any_env_limit;
     struct fcsp_mem_spec mem_all;                 /* FCSP_MEM_LIMIT */
     struct fcsp_mem_spec mem_dev[FCSP_MAX_GPUS];  /* FCSP_MEM_LIMIT_<ordinal> */
@@ -42,8 +43,12 @@ int fcsp_config_from_env(struct fcsp_config *c);
 /* Whether fcsp has anything to enforce or account for in this process (else it stays inert). */
 int fcsp_config_active(const struct fcsp_config *c);
 
-/* Effective limits for one GPU: the policy entry (if any) wins; under a scheduler the environment may lower it. */
-void fcsp_limits_for_gpu(const struct fcsp_config *c, const struct fcsp_policy_entry *policy, const char *uuid,
-                         int ordinal, uint64_t total_bytes, uint64_t *mem_limit, uint32_t *sm_limit);
+/* This process's own limits for one GPU (CUDA ordinal, -1 if unknown), from its environment; 0 = none. */
+void fcsp_env_limits(const struct fcsp_config *c, int ordinal, uint64_t total_bytes, uint64_t *mem_limit,
+                     uint32_t *sm_limit);
+/* A policy entry's limits for one GPU (its per-GPU entry, else its default); 0 = none. */
+void fcsp_policy_limits(const struct fcsp_policy_entry *e, const char *uuid, uint64_t *mem_limit, uint32_t *sm_limit);
+/* The smaller of two caps where 0 means none. */
+uint64_t fcsp_min_cap(uint64_t a, uint64_t b);
 
 #endif

@@ -77,6 +77,7 @@ static int tenant_join(struct fcsp_region *r, const struct fcsp_config *cfg, int
         atomic_store_explicit(&t->gpu[g].peak_bytes, 0, memory_order_relaxed);
         atomic_store_explicit(&t->gpu[g].refused_total, 0, memory_order_relaxed);
         atomic_store_explicit(&t->gpu[g].sm_limit_pct, 0, memory_order_relaxed);
+        atomic_store_explicit(&t->gpu[g].cap_set, 0, memory_order_relaxed);
         atomic_store_explicit(&t->gpu[g].sm_tat_ns, 0, memory_order_relaxed);
         atomic_store_explicit(&t->gpu[g].sm_granted_ns_total, 0, memory_order_relaxed);
         atomic_store_explicit(&t->gpu[g].sm_throttled_ns_total, 0, memory_order_relaxed);
@@ -87,7 +88,7 @@ static int tenant_join(struct fcsp_region *r, const struct fcsp_config *cfg, int
     atomic_store_explicit(&t->reaped_bytes_total, 0, memory_order_relaxed);
     atomic_store_explicit(&t->nprocs, 1, memory_order_relaxed);
     t->flags = policy_managed ? FCSP_TENANT_POLICY : FCSP_TENANT_EPHEMERAL;
-    t->uid = (uint32_t)getuid();
+    t->uid = (uint32_t)geteuid();
     t->created_ns = fcsp_realtime_ns();
     memset(t->name, 0, sizeof t->name);
     memcpy(t->name, cfg->tenant, strnlen(cfg->tenant, FCSP_NAME_LEN - 1));
@@ -124,7 +125,7 @@ int fcsp_attach(struct fcsp_region_map *m, const struct fcsp_config *cfg, int po
         struct fcsp_proc *p = &r->procs[i];
         int mine = pid == me && p->start_time == my_start;
         if ((mine || (now > beat + FCSP_STALE_BEAT_MS && fcsp_proc_is_dead(p))) &&
-            fcsp_reclaim_slot(r, i, NULL) >= 0 && free_idx < 0)
+            fcsp_reclaim_slot(r, i, NULL, FCSP_RECLAIM_QUIESCE_MS) >= 0 && free_idx < 0)
             free_idx = i;
     }
     fcsp_tenants_recount(r); /* a process killed inside a slot change leaves its tenant's count off */

@@ -31,10 +31,16 @@ struct fcsp_reclaim_info {
     uint64_t released[FCSP_MAX_GPUS];
 };
 
+/* How long a reclaim waits for a tenant's live processes to leave their accounting windows (windows last
+ * microseconds): in the uid's own processes, and in the daemon for another uid's file (whose processes could hold
+ * a window open on purpose to stall the node's reaping of everyone else). */
+#define FCSP_RECLAIM_QUIESCE_MS 500
+#define FCSP_RECLAIM_QUIESCE_OTHER_MS 50
+
 /* Under the region lock (reclaim.c): release a dead process's slot (LIVE) or finish a pending reclaim (REAPING),
  * and count it in the reaper statistics. Returns the bytes released, or -1 if the tenant's live processes could
- * not be quiesced in time (the slot stays REAPING for the next lock holder). info may be NULL. */
-long long fcsp_reclaim_slot(struct fcsp_region *r, int proc_idx, struct fcsp_reclaim_info *info);
+ * not be quiesced within quiesce_ms (the slot stays REAPING for the next lock holder). info may be NULL. */
+long long fcsp_reclaim_slot(struct fcsp_region *r, int proc_idx, struct fcsp_reclaim_info *info, unsigned quiesce_ms);
 
 /* Under the region lock (reclaim.c): set every tenant's process count to the number of its LIVE or REAPING slots
  * (a process killed inside a slot change can leave it off by one); an ephemeral tenant left with none is freed.

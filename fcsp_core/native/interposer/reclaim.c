@@ -14,8 +14,6 @@
 #include "common/log.h"
 #include "interposer/proc_slot.h"
 
-/* How long a reclaim waits for a tenant's live processes to leave their accounting windows. */
-#define RECLAIM_QUIESCE_MS 500
 
 static void sleep_us(long us)
 {
@@ -26,10 +24,11 @@ static void sleep_us(long us)
 /* Close the gate of tenant_idx, wait until none of its live processes but skip_idx is inside an accounting window,
  * then set its counters to the sum of its live slots; released[] gets what each GPU's counter lost. 0, or -1 if
  * the tenant could not be quiesced in time (gate reopened, nothing changed). */
-static int recompute_tenant(struct fcsp_region *r, uint32_t tenant_idx, int skip_idx, uint64_t released[])
+static int recompute_tenant(struct fcsp_region *r, uint32_t tenant_idx, int skip_idx, uint64_t released[],
+                            unsigned quiesce_ms)
 {
     struct fcsp_tenant *t = &r->tenants[tenant_idx];
-    uint64_t deadline = fcsp_now_ms() + RECLAIM_QUIESCE_MS;
+    uint64_t deadline = fcsp_now_ms() + quiesce_ms;
     /* seq_cst: Dekker pair with op_enter's seq_cst increment of in_op and load of the gate */
     atomic_store_explicit(&t->reap_gate_ms, fcsp_now_ms() | 1u, memory_order_seq_cst);
     for (int i = 0; i < FCSP_MAX_PROCS; i++) {
@@ -77,7 +76,7 @@ static void count_reclaim(struct fcsp_region *r, struct fcsp_tenant *t, const ui
             atomic_fetch_add_explicit(&r->gpus[g].reaped_total, 1, memory_order_relaxed);
 }
 
-long long fcsp_reclaim_slot(struct fcsp_region *r, int proc_idx, struct fcsp_reclaim_info *info)
+long long fcsp_reclaim_slot(struct fcsp_region *r, int proc_idx, struct fcsp_reclaim_info *info, unsigned quiesce_ms)
 {
     struct fcsp_proc *p = &r->procs[proc_idx];
     if (info)
@@ -103,7 +102,7 @@ long long fcsp_reclaim_slot(struct fcsp_region *r, int proc_idx, struct fcsp_rec
     int recompute = pending || atomic_load_explicit(&p->in_op, memory_order_acquire) != 0;
     if (!recompute) {
         fcsp_slot_give_back(r, proc_idx, released);
-    } else if (recompute_tenant(r, tenant_idx, proc_idx, released) != 0) {
+    } else if (recompute_tenant(r, tenant_idx, proc_idx, released, quiesce_ms) != 0) {
         if (info) {
             info->pid = p->pid;
             info->tenant = (int)tenant_idx;

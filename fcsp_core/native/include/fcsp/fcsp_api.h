@@ -57,8 +57,8 @@ struct fcsp_tenant_gpu_info {
 };
 
 struct fcsp_tenant_info {
-    int32_t index;
-    uint32_t uid;
+    int32_t index; /* unique in the snapshot: file position * 256 + slot */
+    uint32_t uid;  /* owner of the accounting file the tenant is in */
     uint32_t flags;
     uint32_t nprocs;
     uint64_t created_ns;
@@ -70,28 +70,44 @@ struct fcsp_tenant_info {
 };
 
 struct fcsp_proc_info {
-    int32_t index;
+    int32_t index; /* unique in the snapshot: file position * 1024 + slot */
     int32_t pid;
-    uint32_t tenant;
+    uint32_t tenant; /* the index of its tenant's fcsp_tenant_info */
     uint32_t state;
     uint32_t in_op;
-    uint32_t reserved;
+    uint32_t uid; /* owner of the accounting file the slot is in (the pid is what that uid wrote) */
     uint64_t start_time;
     uint64_t heartbeat_ms;
     uint64_t used_bytes[16];
 };
 
+/* A snapshot covers every accounting file the handle maps (root: every uid's; a user: their own). GPUs are merged
+ * by UUID: gpus[k].index == k, and tenants' gpu[] and processes' used_bytes[] are indexed by it. */
 struct fcsp_snapshot {
     uint64_t topology_seq;
     uint64_t now_ms; /* CLOCK_MONOTONIC ms when taken, comparable with heartbeat_ms */
     uint32_t ngpus;
     uint32_t ntenants;
     uint32_t nprocs;
-    uint32_t reserved;
-    uint64_t reaped_total; /* dead processes reclaimed on this node since the region was created */
+    uint32_t nfiles;       /* accounting files read */
+    uint64_t reaped_total; /* dead processes reclaimed since the files were created */
+    uint32_t truncated;    /* tenants and processes left out: more than the arrays hold */
+    uint32_t unsettled;    /* other uids' files whose slots kept changing during the copy: copied as they were */
     struct fcsp_gpu_info gpus[16];
-    struct fcsp_tenant_info tenants[256];
-    struct fcsp_proc_info procs[1024];
+    struct fcsp_tenant_info tenants[1024];
+    struct fcsp_proc_info procs[4096];
+};
+
+/* One accounting file of a handle (fcsp_region_files). */
+#define FCSP_FILE_MAPPED 0  /* trusted and in use */
+#define FCSP_FILE_REFUSED 1 /* another layout, corrupt: not used (reason says why) */
+#define FCSP_FILE_ABSENT 2  /* gone */
+
+struct fcsp_region_file_info {
+    uint32_t uid;
+    uint32_t state; /* FCSP_FILE_* */
+    char path[4096];
+    char reason[256];
 };
 
 struct fcsp_policy_gpu_in {
@@ -122,8 +138,10 @@ struct fcsp_reap_event {
     uint64_t released_bytes; /* device memory given back to its tenant, all GPUs */
     uint64_t released_gpu_bytes[16]; /* the same per region GPU index */
     uint32_t flags;                  /* FCSP_REAP_* */
-    uint32_t proc_index;
+    uint32_t proc_index;             /* as fcsp_proc_info.index */
     char tenant[64];
+    uint32_t uid;                    /* whose accounting file */
+    uint32_t reserved;
 };
 
 typedef struct fcsp_region_handle fcsp_region_handle;
@@ -136,32 +154,53 @@ uint32_t fcsp_region_layout_version(void);
  * else $XDG_RUNTIME_DIR/fcsp. Returns FCSP_ENOENT (and a message in err) when none applies. */
 int fcsp_region_dir_default(char *buf, size_t len, char *err, size_t errlen);
 
-/* Open (create != 0: create if missing) the region in dir. */
+/* Open (create != 0: create if missing) the caller's accounting file in dir, <dir>/users/<euid>.region. For root
+ * the handle is the node's view: it also maps every other uid's trusted file (fcsp_region_rescan), and opening
+ * succeeds without root's own file when others exist. */
 int fcsp_region_open(const char *dir, int create, fcsp_region_handle **out, char *err, size_t errlen);
 void fcsp_region_close(fcsp_region_handle *h);
+/* The caller's own accounting file. */
 const char *fcsp_region_file(const fcsp_region_handle *h);
-/* A consistent copy: retried until no GPU, tenant or process changed state during the copy. */
+/* <dir>/users/<uid>.region; FCSP_EINVAL if it does not fit. */
+int fcsp_region_path(const char *dir, uint32_t uid, char *buf, size_t len);
+/* Root: map the trusted files of uids that appeared since, retry refused ones, and remove what another user put
+ * in a uid's place (a file not owned by the uid its name says: logged). Returns how many files are mapped. */
+int fcsp_region_rescan(fcsp_region_handle *h);
+/* The daemon vouches for a GPU of this node (from NVML): snapshots always keep room for it, whatever GPU entries
+ * other uids wrote into their own files. FCSP_EFULL past 16. */
+int fcsp_region_trust_gpu(fcsp_region_handle *h, const char *uuid);
+/* The handle's files (the caller's own first); returns how many were written. */
+int fcsp_region_files(fcsp_region_handle *h, struct fcsp_region_file_info *out, int max);
+/* A copy of every mapped file, each consistent: retried until none of its GPU, tenant or process slots changed
+ * state during the copy (another uid's file that never settles is copied as it was, and counted in unsettled). */
 int fcsp_region_snapshot(fcsp_region_handle *h, struct fcsp_snapshot *out);
-/* Remove a tenant that has no attached process. FCSP_EBUSY if it still has some, FCSP_ENOENT if absent. */
-int fcsp_region_tenant_remove(fcsp_region_handle *h, const char *tenant);
+/* Remove uid's tenant that has no attached process. FCSP_EBUSY if it still has some, FCSP_ENOENT if absent. */
+int fcsp_region_tenant_remove(fcsp_region_handle *h, uint32_t uid, const char *tenant);
 
 /* Node daemon. Create (if missing) and check a region directory as fcsp_region_open(create=1) would: for root
- * 0755, for a user 0700; owned by root or the caller and not world-writable. */
+ * 0755 with users/ 1733 (sticky, not listable), for a user 0700 with users/ 0700; owned by root or the caller
+ * and not writable by others unless sticky. */
 int fcsp_region_dir_prepare(const char *dir, char *err, size_t errlen);
-/* Under the region lock: reclaim every process slot whose process is dead (gone, a zombie, or its PID reused: the
- * start time decides), releasing its memory accounting and its tenant membership, and finish reclaims a dead
- * reaper left halfway (REAPING slots). A LIVE slot is checked against the kernel only when its heartbeat is at
- * least min_heartbeat_age_ms old (0: every slot). Also repairs tenants' process counts from the slots. Writes up
- * to max events (a reclaim past max is left for the next call); returns how many, or a negative FCSP_E*. */
+/* In every mapped file, under its lock (another uid's file whose lock is taken is skipped this pass): reclaim every
+ * process slot whose process the kernel says is dead (gone, a zombie, or its PID reused: the start time decides; a
+ * process whose /proc entry cannot be read counts as alive), releasing its memory accounting and its tenant
+ * membership, and finish reclaims a dead reaper left halfway (REAPING slots). A LIVE slot is checked against the
+ * kernel only when its heartbeat is at least min_heartbeat_age_ms old (0: every slot). Also repairs tenants' process
+ * counts from the slots. Writes up to max events (a reclaim past max is left for the next call); returns how many,
+ * or a negative FCSP_E*. */
 int fcsp_region_reap(fcsp_region_handle *h, uint64_t min_heartbeat_age_ms, struct fcsp_reap_event *events, int max);
-/* The region's topology sequence: it moves whenever a GPU, tenant or process slot changes state (one load, for
- * a daemon that follows slot changes without copying snapshots). */
+/* The handle's topology sequence: it moves whenever a GPU, tenant or process slot of a mapped file changes state,
+ * or the set of mapped files changes (one load per file, for a daemon that follows slot changes without copying
+ * snapshots). */
 uint64_t fcsp_region_topology_seq(fcsp_region_handle *h);
-/* Under the region lock: check the header and every slot for values no fcsp process writes (corruption).
- * FCSP_OK, or FCSP_ESTALE with the first problem in err. */
+/* Under each file's lock: check the header and every slot for values no fcsp process writes (corruption).
+ * FCSP_ESTALE with the first problem in err if the caller's own file is corrupt; another uid's corrupt file is
+ * unmapped and listed as refused (fcsp_region_files), and FCSP_OK returned. */
 int fcsp_region_check(fcsp_region_handle *h, char *err, size_t errlen);
 
-/* Policy table (only the manager, i.e. the directory's owner, may write it). */
+/* Policy table (only the manager, i.e. the directory's owner, may write it). Writers serialise on <dir>/policy.lock,
+ * which only the manager can open. Root putting an entry for a uid also creates that uid's accounting file (owned
+ * by it, replacing anything another user put in its place), so a scheduler's tenant cannot be squatted. */
 int fcsp_policy_put(const char *dir, const struct fcsp_policy_in *in, char *err, size_t errlen);
 int fcsp_policy_remove(const char *dir, const char *tenant, char *err, size_t errlen);
 /* Create the policy table if missing (empty, 0644) and check it; FCSP_ESTALE for a table of another layout. */

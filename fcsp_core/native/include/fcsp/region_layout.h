@@ -1,5 +1,6 @@
-/* Layout of the node region (accounting, shared read-write by every fcsp process on the node) and of the policy
- * table (limits set by the node manager; tenants map it read-only).
+/* Layout of the accounting region (one file per uid, <region dir>/users/<uid>.region, 0600: shared read-write by that
+ * uid's fcsp processes and mapped by the root node daemon) and of the policy table (limits set by the node manager;
+ * tenants map it read-only).
  *
  * This header is the single definition of both files' layout. Change anything here and bump the matching
  * version: a process that meets a file of another version, magic or size refuses it with a clear message.
@@ -23,9 +24,13 @@
 #define FCSP_CACHELINE 128
 
 #define FCSP_REGION_MAGIC 0x3147455250534346ull /* "FCSPREG1" little endian */
-#define FCSP_REGION_VERSION 2u /* 2: reaper statistics (reaped_total, reaped_bytes_total) */
+/* Bump the version with any change to a struct below; tests/test_layout_version.py fails on a layout change whose
+ * digest is not recorded here (and on a digest recorded for a version that already had another). */
+#define FCSP_REGION_VERSION 3u /* 2: reaper statistics; 3: one file per uid, the tenant's own cap (cap_set) */
+#define FCSP_REGION_LAYOUT_DIGEST "8511149dda78b959"
 #define FCSP_POLICY_MAGIC 0x314c4f5050534346ull /* "FCSPPOL1" */
 #define FCSP_POLICY_VERSION 1u
+#define FCSP_POLICY_LAYOUT_DIGEST "449903d078f8d64d"
 
 /* ---------------------------------------------------------------------------------------------------------------
  * Accounting region
@@ -60,10 +65,13 @@ enum fcsp_tenant_flags {
  * its own cache line. */
 struct fcsp_tenant_gpu {
     alignas(FCSP_CACHELINE) _Atomic uint64_t used_bytes; /* admitted device memory; CAS-updated by admission */
-    _Atomic uint64_t limit_bytes;                        /* effective cap, 0 = none (mirror for readers) */
-    _Atomic uint64_t peak_bytes;                         /* high-water mark of used_bytes */
-    _Atomic uint64_t refused_total;                      /* allocations refused by the cap */
-    _Atomic uint32_t sm_limit_pct;                       /* effective SM cap, 0 = none (mirror for readers) */
+    /* The tenant's caps (0 = none): the policy's (every process writes the same), else those of the first of its
+     * processes to use the GPU (cap_set says they are set); a process never enforces a larger one than these. */
+    _Atomic uint64_t limit_bytes;
+    _Atomic uint64_t peak_bytes;    /* high-water mark of used_bytes */
+    _Atomic uint64_t refused_total; /* allocations refused by the cap */
+    _Atomic uint32_t sm_limit_pct;
+    _Atomic uint32_t cap_set; /* 0 until limit_bytes/sm_limit_pct are the tenant's; written under the region lock */
     /* Compute (second line, hot on every capped launch; sm_limiter.c). Units are nanoseconds of GPU time. */
     alignas(FCSP_CACHELINE) _Atomic uint64_t sm_tat_ns; /* GCRA theoretical arrival time, CLOCK_MONOTONIC ns;
                                                           * also how neighbours tell the tenant is active */
@@ -81,7 +89,7 @@ struct fcsp_tenant {
      * (CLOCK_MONOTONIC) so a gate left by a dead reaper expires. */
     _Atomic uint64_t reap_gate_ms;
     uint32_t flags;      /* fcsp_tenant_flags, written before ACTIVE */
-    uint32_t uid;        /* owner uid, written before ACTIVE */
+    uint32_t uid;        /* creator's uid, written before ACTIVE (informative: the file's owner is the truth) */
     uint64_t created_ns; /* CLOCK_REALTIME, written before ACTIVE */
     char name[FCSP_NAME_LEN];
     /* Reaper statistics: written by reapers under the region lock (zeroed by the creator of the tenant), read by the
