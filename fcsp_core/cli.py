@@ -28,11 +28,11 @@ from fcsp_core.config import (
     PolicyEntry,
     SimSettings,
     TenantLimits,
+    check_env,
     check_tenant_name,
     parse_mem_limit,
     parse_size_bytes,
     parse_sm_limit,
-    read_env,
     read_sim_env,
 )
 from fcsp_core.fmt import format_bytes
@@ -419,7 +419,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     except ValueError as exc:
         raise UsageError(f"fcsp run: --gpu: {exc}") from None
     try:
-        read_env(env)  # what libfcsp will read in CMD: an inherited bad value stops us here, not there
+        check_env(env)  # what libfcsp will read in CMD: an inherited bad value stops us here, not there
+        read_sim_env(env)  # and the simulated driver, if CMD runs on it
     except EnvError as exc:
         text = str(exc).removeprefix("fcsp: ")
         raise UsageError(f"fcsp run: in the environment, {text}") from None

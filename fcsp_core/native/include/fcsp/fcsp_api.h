@@ -214,6 +214,10 @@ int fcsp_policy_list(const char *dir, struct fcsp_policy_in *out, int max, char 
 int fcsp_parse_mem_limit(const char *text, uint64_t *bytes, double *percent, char *err, size_t errlen);
 /* SM limit: an integer percentage 1..100, optionally followed by '%'. */
 int fcsp_parse_sm_limit(const char *text, uint32_t *pct, char *err, size_t errlen);
+
+/* What libfcsp would read from envp ("NAME=value" strings, NULL-terminated) in a job: FCSP_OK, or FCSP_EINVAL with
+ * the first refused value in err, in the one line the library would print ("FCSP_SM_LIMIT=150: ..."). */
+int fcsp_env_check(char **envp, char *err, size_t errlen);
 /* FCSP_CDEF_END */
 
 #ifdef __cplusplus
