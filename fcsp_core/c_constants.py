@@ -11,11 +11,23 @@ from typing import Any
 
 import cffi
 
-from fcsp_core import _native, paths
+from fcsp_core import paths
+
+CDEF_BEGIN = "/* FCSP_CDEF_BEGIN */"
+CDEF_END = "/* FCSP_CDEF_END */"
 
 _DEFINE = re.compile(
     r"^[ \t]*#[ \t]*define[ \t]+(FCSP_[A-Z0-9_]+)[ \t]+(-?[0-9]+|0[xX][0-9a-fA-F]+)\b.*$", re.MULTILINE
 )
+
+
+def read_cdef(header_text: str) -> str:
+    """The cffi cdef of fcsp_api.h: the text between its FCSP_CDEF markers."""
+    start = header_text.find(CDEF_BEGIN)
+    end = header_text.find(CDEF_END)
+    if start < 0 or end < start:
+        raise ValueError(f"fcsp_api.h has no {CDEF_BEGIN} ... {CDEF_END} block")
+    return header_text[start + len(CDEF_BEGIN) : end]
 
 
 def cdef(header_text: str) -> str:
@@ -26,7 +38,7 @@ def cdef(header_text: str) -> str:
 @functools.cache
 def _parsed() -> tuple[Any, tuple[str, ...]]:
     limits = paths.limits_header_path().read_text(encoding="utf-8")
-    api = _native.read_cdef(paths.api_header_path().read_text(encoding="utf-8"))
+    api = read_cdef(paths.api_header_path().read_text(encoding="utf-8"))
     text = cdef(limits) + cdef(api)
     ffi = cffi.FFI()
     ffi.cdef(text)

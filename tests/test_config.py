@@ -110,9 +110,9 @@ def test_policy_entry_validation():
 
 def test_read_cdef_needs_the_markers():
     with pytest.raises(ValueError, match="FCSP_CDEF_BEGIN"):
-        _native.read_cdef("int f(void);")
+        c_constants.read_cdef("int f(void);")
     text = "x\n/* FCSP_CDEF_BEGIN */\nint f(void);\n/* FCSP_CDEF_END */\ny"
-    assert _native.read_cdef(text).strip() == "int f(void);"
+    assert c_constants.read_cdef(text).strip() == "int f(void);"
 
 
 def test_python_reads_the_c_constants():
@@ -125,6 +125,8 @@ def test_python_reads_the_c_constants():
     assert c_constants.cdef(header) == "#define FCSP_X 7\n#define FCSP_Y 0xFF\n"
     errors = {name: code for name, code in c_constants.named("FCSP_E").items() if code < 0}
     assert errors["FCSP_EINVAL"] == -1 and len(errors) == len(set(errors.values())) >= 7
+    assert {code: name for name, code in errors.items()} == _native.ERROR_NAMES
+    assert isinstance(_native.make_error(errors["FCSP_EBUSY"], "busy", "x"), _native.FcspBusyError)
     ffi = _native.native().ffi
     fields = dict(ffi.typeof("struct fcsp_snapshot").fields)
     assert fields["gpus"].type.length == MAX_GPUS
@@ -134,7 +136,7 @@ def test_python_reads_the_c_constants():
 
 def test_installed_header_has_the_cdef():
     header = paths.api_header_path()
-    cdef = _native.read_cdef(header.read_text())
+    cdef = c_constants.read_cdef(header.read_text())
     assert "fcsp_region_snapshot" in cdef and "#include" not in cdef
 
 
@@ -213,7 +215,7 @@ def test_check_env_accepts_what_libfcsp_accepts():
     check_env(env)
     check_env({})
     with pytest.raises(EnvError, match="FCSP_MEM_LIMIT="):
-        check_env({"FCSP_MEM_LIMIT": ""})  # libfcsp refuses an empty limit (the old Python reader let it pass)
+        check_env({"FCSP_MEM_LIMIT": ""})  # libfcsp refuses an empty limit (a Python copy let it pass)
     # What TenantLimits writes, libfcsp reads.
     limits = TenantLimits(
         tenant="t", mem_limit=MemLimit(limit_pct=12.5), sm_limit_pct=40, gpus={3: GpuLimits(sm_limit_pct=20)}
