@@ -20,6 +20,7 @@ Fixtures (all tests may use them):
   two_uids    (LocalUser, LocalUser): two real users created as root (skipped otherwise), session scope
   public_lib_dir  a copy of native.lib_dir every uid can read; public_tmp: a 0755 temp directory
 The last three are also plain functions here (run_probe needs the probe's path: it reads native's).
+Plain helpers shared by the tests live in tests/support (`from support.probe import start_holder`).
 Tests marked @pytest.mark.gpu run only where /dev/nvidiactl exists and FCSP_SIM_ONLY is unset.
 """
 
@@ -40,6 +41,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # tests/support, importable as `support`
+from support.commands import fcsp_command  # noqa: E402  (also conftest.fcsp_command, for tests that load conftest)
+from support.probe import parse_probe  # noqa: E402
 
 REPO = Path(__file__).resolve().parent.parent
 SANITIZERS = ("address", "undefined", "thread")
@@ -349,36 +354,6 @@ def run_probe(
     return done
 
 
-_PROBE_CMD = re.compile(r"[a-z][a-z0-9_-]*")
-
-
-def parse_probe(stdout: str) -> list[dict[str, str]]:
-    """Probe result lines as dicts: `alloc ok kind=mem size=1073741824` ->
-    {"cmd": "alloc", "status": "ok", "kind": "mem", "size": "1073741824"}. Lines that do not start with a
-    lower-case command word (blank lines, log lines) are left out; other bare words go to "args"."""
-    rows = []
-    for line in stdout.splitlines():
-        words = line.split()
-        if not words or not _PROBE_CMD.fullmatch(words[0]):
-            continue
-        row = {"cmd": words[0]}
-        rest = words[1:]
-        if rest and "=" not in rest[0]:
-            row["status"] = rest[0]
-            rest = rest[1:]
-        bare = []
-        for word in rest:
-            if "=" in word:
-                key, value = word.split("=", 1)
-                row[key] = value
-            else:
-                bare.append(word)
-        if bare:
-            row["args"] = " ".join(bare)
-        rows.append(row)
-    return rows
-
-
 _SIM_STATS_SCRIPT = r"""
 import ctypes, os, sys
 lib = ctypes.CDLL(os.path.join(sys.argv[1], "libcuda.so.1"))
@@ -447,15 +422,6 @@ def sim_stats_fixture(native: Native) -> Callable[..., tuple[int, int]]:
 
 # ----------------------------------------------------------------------------------------------------
 # The node daemon (`fcsp node`), for tests/test_node_*.py
-
-
-def fcsp_command() -> str:
-    """The installed `fcsp` command (beside this Python, else on PATH)."""
-    beside = Path(sys.executable).parent / "fcsp"
-    found = str(beside) if beside.exists() else shutil.which("fcsp")
-    if not found:
-        pytest.fail("the fcsp command is not installed: pip install '.[test]'")
-    return found
 
 
 @dataclass

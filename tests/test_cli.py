@@ -6,7 +6,6 @@ from __future__ import annotations
 import json
 import os
 import re
-import shutil
 import signal
 import subprocess
 import sys
@@ -14,6 +13,7 @@ import time
 from pathlib import Path
 
 import pytest
+from support.commands import fcsp_command
 
 from fcsp_core import fmt, launch, paths
 from fcsp_core.config import MemLimit, TenantLimits
@@ -24,15 +24,7 @@ MiB = 1 << 20
 SUBCOMMANDS = ["run", "sim", "status", "lib-path", "demo", "node", "ray", "slurm"]
 
 
-def _fcsp_script() -> str:
-    beside = Path(sys.executable).parent / "fcsp"
-    found = str(beside) if beside.exists() else shutil.which("fcsp")
-    if not found:
-        pytest.fail("the fcsp command is not installed: pip install '.[test]'")
-    return found
-
-
-FCSP = _fcsp_script()
+FCSP = fcsp_command()
 SANITIZER_PRELOAD = [
     p for p in os.environ.get("LD_PRELOAD", "").replace(":", " ").split() if "san.so" in Path(p).name
 ]

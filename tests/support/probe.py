@@ -1,0 +1,66 @@
+"""fcsp-probe's output and long-running probes, for tests that drive the driver API through it."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+from collections.abc import Mapping
+from pathlib import Path
+
+_PROBE_CMD = re.compile(r"[a-z][a-z0-9_-]*")
+
+
+def parse_probe(stdout: str) -> list[dict[str, str]]:
+    """Probe result lines as dicts: `alloc ok kind=mem size=1073741824` ->
+    {"cmd": "alloc", "status": "ok", "kind": "mem", "size": "1073741824"}. Lines that do not start with a
+    lower-case command word (blank lines, log lines) are left out; other bare words go to "args"."""
+    rows = []
+    for line in stdout.splitlines():
+        words = line.split()
+        if not words or not _PROBE_CMD.fullmatch(words[0]):
+            continue
+        row = {"cmd": words[0]}
+        rest = words[1:]
+        if rest and "=" not in rest[0]:
+            row["status"] = rest[0]
+            rest = rest[1:]
+        bare = []
+        for word in rest:
+            if "=" in word:
+                key, value = word.split("=", 1)
+                row[key] = value
+            else:
+                bare.append(word)
+        if bare:
+            row["args"] = " ".join(bare)
+        rows.append(row)
+    return rows
+
+
+# The probe commands that answer with a line of their own before `hold` (their arguments do not).
+_ANSWERING = frozenset({"alloc", "launch"})
+
+
+def start_holder(
+    probe: Path | str, env: Mapping[str, str], *cmds: str, refused_ok: bool = False
+) -> subprocess.Popen[str]:
+    """fcsp-probe running `init CMDS... hold`: returns once init and each alloc/launch has answered `ok` (or,
+    with refused_ok, CUDA_ERROR_OUT_OF_MEMORY), holding what it allocated until its stdin closes
+    (p.communicate(input="") releases it)."""
+    p = subprocess.Popen(
+        [str(probe), "init", *cmds, "hold"],
+        env=dict(env),
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    assert p.stdout is not None
+    for _ in range(1 + sum(1 for c in cmds if c in _ANSWERING)):
+        line = p.stdout.readline()
+        ok = " ok " in f"{line.rstrip()} " or (refused_ok and "CUDA_ERROR_OUT_OF_MEMORY" in line)
+        if not ok:
+            p.kill()
+            _, err = p.communicate(timeout=60)
+            raise AssertionError(f"fcsp-probe init {' '.join(cmds)} hold: {line!r}\n{err}")
+    return p
