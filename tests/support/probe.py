@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import os
 import re
+import signal
 import subprocess
 from collections.abc import Mapping
 from pathlib import Path
@@ -64,3 +66,51 @@ def start_holder(
             _, err = p.communicate(timeout=60)
             raise AssertionError(f"fcsp-probe init {' '.join(cmds)} hold: {line!r}\n{err}")
     return p
+
+
+_PROBE: list[Path] = []  # set by the run_probe fixture, for the plain function
+
+
+def _probe_path() -> Path:
+    if _PROBE:
+        return _PROBE[0]
+    found = Path(os.environ["FCSP_LIB_DIR"]) / "fcsp-probe" if os.environ.get("FCSP_LIB_DIR") else None
+    if found is None:
+        from fcsp_core import paths
+
+        found = paths.lib_dir() / "fcsp-probe"
+    return found
+
+
+def exit_status(returncode: int) -> str:
+    """An exit status as a person reads it: 1, or -11 (SIGSEGV)."""
+    if returncode < 0:
+        try:
+            return f"{returncode} ({signal.Signals(-returncode).name})"
+        except ValueError:
+            pass
+    meaning = {66: "AddressSanitizer report", 67: "UBSan report", 68: "ThreadSanitizer report"}.get(
+        returncode
+    )
+    return f"{returncode} ({meaning})" if meaning else str(returncode)
+
+
+def run_probe(
+    env: dict[str, str], *args: str, timeout: float = 120, input: str | None = None, check: bool = True
+) -> subprocess.CompletedProcess[str]:
+    """Run fcsp-probe with args under env; with check, a non-zero exit fails the test with both streams."""
+    cmd = [str(_probe_path()), *map(str, args)]
+    done = subprocess.run(
+        cmd, env=env, input=input, capture_output=True, text=True, timeout=timeout, check=False
+    )
+    if check and done.returncode != 0:
+        raise AssertionError(
+            f"fcsp-probe {' '.join(cmd[1:])} exited {exit_status(done.returncode)}\n"
+            f"--- stdout ---\n{done.stdout}\n--- stderr ---\n{done.stderr}"
+        )
+    return done
+
+
+def use_probe(path: Path) -> None:
+    """The fcsp-probe run_probe runs (the native fixture's; by default the installed one)."""
+    _PROBE[:] = [path]
