@@ -27,6 +27,7 @@ Tests marked @pytest.mark.gpu run only where /dev/nvidiactl exists and FCSP_SIM_
 from __future__ import annotations
 
 import fcntl
+import functools
 import os
 import shutil
 import subprocess
@@ -142,20 +143,9 @@ def native(native_lib_dir: Path) -> Native:
 
 @pytest.fixture
 def sim_env(native: Native, tmp_path: Path) -> Callable[..., dict[str, str]]:
-    """make_env(gpus=1, mem="8G", sms=132, kernel_us=None, preload=True, **extra): the same simulated node and
-    region for every call within one test."""
-
-    def make_env(
-        gpus: int = 1,
-        mem: str = "8G",
-        sms: int = 132,
-        kernel_us: str | None = None,
-        preload: bool = True,
-        **extra: str,
-    ) -> dict[str, str]:
-        return make_sim_env(native, tmp_path, gpus, mem, sms, kernel_us, preload, **extra)
-
-    return make_env
+    """make_env(gpus=1, mem="8G", sms=132, kernel_us=None, preload=True, **extra) (support.simnode's
+    make_sim_env on this test's directory): the same simulated node and region for every call in one test."""
+    return functools.partial(make_sim_env, native, tmp_path)
 
 
 # ----------------------------------------------------------------------------------------------------
