@@ -12,7 +12,12 @@
  *   gpu_bypass ROAD [SIZE_MIB|COUNT]   ROAD: vmm vmm-retain pool graph stream ipc (SIZE_MIB: the unit, default
  *                                      512) or granularity (COUNT 1-byte allocations, default 100000); probes of
  *                                      the driver's rules: pool-rules (when pools give memory back), module
- *                                      (a PTX module with a SIZE_MIB __device__ array)
+ *                                      (a PTX module with a SIZE_MIB __device__ array, then one of twice that)
+ *   vmm-share[-crash|-fd-only]         VMM memory exported to a POSIX fd by a child process, passed over a unix
+ *                                      socket (SCM_RIGHTS), imported and mapped here; the exporter then lets go
+ *                                      and exits (crash: exits holding it; fd-only: lets go and exits before
+ *                                      the import, the fd in flight alone keeping the memory)
+ *   gpu_bypass module-file PATH        a module image file (PTX, cubin, fatbin) as a module and as a library
  *
  * Exit status 0 when the road ran (refusals are results, not failures), 1 on a setup failure, 2 on bad usage. */
 #define _GNU_SOURCE
@@ -22,6 +27,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -77,7 +83,13 @@ extern char **environ;
     X(cuIpcOpenMemHandle_v2, (CUdeviceptr *, CUipcMemHandle, unsigned int))                                         \
     X(cuIpcCloseMemHandle, (CUdeviceptr))                                                                           \
     X(cuModuleLoadData, (CUmodule *, const void *))                                                                 \
-    X(cuModuleUnload, (CUmodule))
+    X(cuModuleUnload, (CUmodule))                                                                                   \
+    X(cuModuleLoad, (CUmodule *, const char *))                                                                     \
+    X(cuLibraryLoadFromFile,                                                                                        \
+      (CUlibrary *, const char *, CUjit_option *, void **, unsigned int, CUlibraryOption *, void **, unsigned int)) \
+    X(cuLibraryUnload, (CUlibrary))                                                                                 \
+    X(cuMemExportToShareableHandle, (void *, CUmemGenericAllocationHandle, CUmemAllocationHandleType, unsigned long long)) \
+    X(cuMemImportFromShareableHandle, (CUmemGenericAllocationHandle *, void *, CUmemAllocationHandleType))
 
 #define DECLARE(name, params) static CUresult(*name) params;
 CUDA_FNS(DECLARE)
@@ -437,6 +449,189 @@ static int road_stream(uint64_t unit)
 }
 
 /* Legacy IPC: a child process opens this process's allocation; the memory stays this process's. */
+/* ---- VMM memory shared between processes through a POSIX fd (cuMemExportToShareableHandle) ---- */
+
+#define SHARE_SOCK 3 /* the exporter's end of the socket to the importer */
+
+static int send_fd(int sock, int fd)
+{
+    char byte = 'f';
+    struct iovec iov = {&byte, 1};
+    union {
+        struct cmsghdr h;
+        char buf[CMSG_SPACE(sizeof(int))];
+    } ctl;
+    memset(&ctl, 0, sizeof ctl);
+    struct msghdr msg = {.msg_iov = &iov, .msg_iovlen = 1, .msg_control = ctl.buf, .msg_controllen = sizeof ctl.buf};
+    struct cmsghdr *c = CMSG_FIRSTHDR(&msg);
+    c->cmsg_level = SOL_SOCKET;
+    c->cmsg_type = SCM_RIGHTS; /* the kernel installs a new fd of the same open file description in the receiver */
+    c->cmsg_len = CMSG_LEN(sizeof(int));
+    memcpy(CMSG_DATA(c), &fd, sizeof fd);
+    return sendmsg(sock, &msg, 0) == 1 ? 0 : -1;
+}
+
+static int recv_fd(int sock)
+{
+    char byte;
+    struct iovec iov = {&byte, 1};
+    union {
+        struct cmsghdr h;
+        char buf[CMSG_SPACE(sizeof(int))];
+    } ctl;
+    struct msghdr msg = {.msg_iov = &iov, .msg_iovlen = 1, .msg_control = ctl.buf, .msg_controllen = sizeof ctl.buf};
+    if (recvmsg(sock, &msg, MSG_CMSG_CLOEXEC) != 1)
+        return -1;
+    struct cmsghdr *c = CMSG_FIRSTHDR(&msg);
+    int fd = -1;
+    if (c && c->cmsg_level == SOL_SOCKET && c->cmsg_type == SCM_RIGHTS)
+        memcpy(&fd, CMSG_DATA(c), sizeof fd);
+    return fd;
+}
+
+static int wait_byte(int sock)
+{
+    char c;
+    return read(sock, &c, 1) == 1 ? 0 : -1;
+}
+
+static int say_byte(int sock)
+{
+    return write(sock, "x", 1) == 1 ? 0 : -1;
+}
+
+/* Reserves unit bytes of address space and maps h there, readable and writable. */
+static CUresult map_whole(CUdeviceptr *va, uint64_t unit, CUmemGenericAllocationHandle h)
+{
+    CUresult rc = cuMemAddressReserve(va, unit, 0, 0, 0);
+    if (rc != CUDA_SUCCESS)
+        return rc;
+    rc = cuMemMap(*va, unit, 0, h, 0);
+    CUmemAccessDesc acc = {{CU_MEM_LOCATION_TYPE_DEVICE, 0}, CU_MEM_ACCESS_FLAGS_PROT_READWRITE};
+    if (rc == CUDA_SUCCESS)
+        rc = cuMemSetAccess(*va, unit, &acc, 1);
+    return rc;
+}
+
+/* How the exporter leaves: lets go (unmap, release) once the importer has mapped the memory, exits holding it
+ * (as if killed), or lets go before the importer even imported (only the fd in flight keeps the memory). */
+enum share_mode { SHARE_LET_GO, SHARE_CRASH, SHARE_FD_ONLY };
+
+static enum share_mode share_mode_of(const char *road, const char *prefix)
+{
+    const char *tail = road + strlen(prefix);
+    return strcmp(tail, "-crash") == 0 ? SHARE_CRASH : strcmp(tail, "-fd-only") == 0 ? SHARE_FD_ONLY : SHARE_LET_GO;
+}
+
+static const char *share_tail(enum share_mode mode)
+{
+    return mode == SHARE_CRASH ? "-crash" : mode == SHARE_FD_ONLY ? "-fd-only" : "";
+}
+
+/* The exporter (a child of the importer, its socket on fd 3): creates and maps unit bytes, exports them to an fd,
+ * sends it, and leaves as mode says. */
+static int road_vmm_share_export(uint64_t unit, enum share_mode mode)
+{
+    CUmemAllocationProp prop = {0};
+    prop.type = CU_MEM_ALLOCATION_TYPE_PINNED;
+    prop.requestedHandleTypes = CU_MEM_HANDLE_TYPE_POSIX_FILE_DESCRIPTOR;
+    prop.location.type = CU_MEM_LOCATION_TYPE_DEVICE;
+    prop.location.id = 0;
+    size_t gran = 0;
+    if (cuMemGetAllocationGranularity(&gran, &prop, CU_MEM_ALLOC_GRANULARITY_MINIMUM) != CUDA_SUCCESS || !gran)
+        return 1;
+    unit = (unit + gran - 1) / gran * gran;
+    CUmemGenericAllocationHandle h;
+    CUresult rc = cuMemCreate(&h, unit, &prop, 0);
+    step("export-create", rc);
+    if (rc != CUDA_SUCCESS)
+        return 1;
+    CUdeviceptr va;
+    step("export-map", map_whole(&va, unit, h));
+    int fd = -1;
+    rc = cuMemExportToShareableHandle(&fd, h, CU_MEM_HANDLE_TYPE_POSIX_FILE_DESCRIPTOR, 0);
+    step("export", rc);
+    if (rc != CUDA_SUCCESS)
+        return 1;
+    if (mode == SHARE_FD_ONLY) {
+        cuMemUnmap(va, unit);
+        step("export-let-go", cuMemRelease(h));
+        cuMemAddressFree(va, unit);
+    }
+    if (send_fd(SHARE_SOCK, fd) != 0)
+        return 1;
+    close(fd);
+    if (mode == SHARE_FD_ONLY)
+        return 0;
+    if (wait_byte(SHARE_SOCK) != 0)
+        return 1;
+    step("export-imported", CUDA_SUCCESS);
+    if (mode == SHARE_CRASH)
+        _exit(0); /* as if killed: no unmap, no release */
+    cuMemUnmap(va, unit);
+    step("export-let-go", cuMemRelease(h));
+    cuMemAddressFree(va, unit);
+    return say_byte(SHARE_SOCK) == 0 && wait_byte(SHARE_SOCK) == 0 ? 0 : 1;
+}
+
+/* The importer: starts the exporter, imports its fd, maps the memory, closes the fd, and walks on while the
+ * exporter lets go and exits (or lets go first, or exits holding it): the memory stays while this process holds
+ * it, or while the fd is open. */
+static int road_vmm_share(uint64_t unit, const char *self, enum share_mode mode)
+{
+    int sv[2];
+    if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) != 0)
+        return 1;
+    posix_spawn_file_actions_t fa;
+    posix_spawn_file_actions_init(&fa);
+    posix_spawn_file_actions_adddup2(&fa, sv[1], SHARE_SOCK); /* dup2 clears close-on-exec on the copy */
+    char mib[32];
+    snprintf(mib, sizeof mib, "%" PRIu64, (uint64_t)(unit / MiB));
+    char child_road[64];
+    snprintf(child_road, sizeof child_road, "vmm-share-export%s", share_tail(mode));
+    char *argv[] = {(char *)self, child_road, mib, NULL};
+    pid_t pid;
+    int spawned = posix_spawn(&pid, self, &fa, NULL, argv, environ);
+    posix_spawn_file_actions_destroy(&fa);
+    close(sv[1]);
+    if (spawned != 0)
+        return 1;
+    int status = 1, fd = recv_fd(sv[0]);
+    if (mode == SHARE_FD_ONLY) {
+        waitpid(pid, &status, 0);
+        step("exporter-exited-fd-held", CUDA_SUCCESS);
+    }
+    CUmemGenericAllocationHandle h;
+    CUresult rc = fd >= 0 ? cuMemImportFromShareableHandle(&h, (void *)(intptr_t)fd,
+                                                           CU_MEM_HANDLE_TYPE_POSIX_FILE_DESCRIPTOR)
+                          : CUDA_ERROR_INVALID_VALUE;
+    step("import", rc);
+    CUdeviceptr va = 0;
+    if (rc == CUDA_SUCCESS) {
+        step("import-map", map_whole(&va, (unit + 2 * MiB - 1) / (2 * MiB) * (2 * MiB), h));
+        close(fd);
+        step("import-fd-closed", CUDA_SUCCESS);
+    }
+    if (mode != SHARE_FD_ONLY) {
+        say_byte(sv[0]);
+        if (mode == SHARE_LET_GO && wait_byte(sv[0]) == 0) {
+            step("exporter-let-go", CUDA_SUCCESS);
+            say_byte(sv[0]);
+        }
+        waitpid(pid, &status, 0);
+        step("exporter-exited", CUDA_SUCCESS);
+    }
+    if (rc == CUDA_SUCCESS) {
+        uint64_t mapped = (unit + 2 * MiB - 1) / (2 * MiB) * (2 * MiB);
+        step("import-unmap", cuMemUnmap(va, mapped));
+        step("import-release", cuMemRelease(h));
+        cuMemAddressFree(va, mapped);
+    }
+    close(sv[0]);
+    step("end", CUDA_SUCCESS);
+    return rc == CUDA_SUCCESS && WIFEXITED(status) && WEXITSTATUS(status) == 0 ? 0 : 1;
+}
+
 static int road_ipc(uint64_t unit, const char *self)
 {
     CUdeviceptr p;
@@ -546,19 +741,48 @@ static int road_pool_rules(uint64_t unit)
     return 0;
 }
 
-/* A module whose PTX declares a large __device__ array: what loading it costs the device. */
-static int road_module(uint64_t unit)
+/* A PTX module with a __device__ array of bytes bytes. */
+static CUresult load_ptx_array(CUmodule *m, uint64_t bytes)
 {
     char ptx[512];
     snprintf(ptx, sizeof ptx,
              ".version 8.0\n.target sm_90\n.address_size 64\n.visible .global .align 8 .b8 big[%" PRIu64
              "];\n.visible .entry touch()\n{\n\tret;\n}\n",
-             unit);
+             bytes);
+    return cuModuleLoadData(m, ptx);
+}
+
+/* Modules whose PTX declares a large __device__ array: what loading one costs the device, and a second one twice
+ * as large (past a cap of up to three units: refused before the driver loads it). */
+static int road_module(uint64_t unit)
+{
+    CUmodule m, big;
+    CUresult rc = load_ptx_array(&m, unit);
+    step("load", rc);
+    CUresult rc2 = load_ptx_array(&big, 2 * unit);
+    step("load-past-cap", rc2);
+    if (rc2 == CUDA_SUCCESS)
+        step("unload-past-cap", cuModuleUnload(big));
+    if (rc == CUDA_SUCCESS)
+        step("unload", cuModuleUnload(m));
+    step("end", CUDA_SUCCESS);
+    return 0;
+}
+
+/* A module image from a file (PTX, cubin or fatbin), loaded as a module (cuModuleLoad) and as a library
+ * (cuLibraryLoadFromFile, with the context current). */
+static int road_module_file(const char *path)
+{
     CUmodule m;
-    CUresult rc = cuModuleLoadData(&m, ptx);
+    CUresult rc = cuModuleLoad(&m, path);
     step("load", rc);
     if (rc == CUDA_SUCCESS)
         step("unload", cuModuleUnload(m));
+    CUlibrary lib;
+    rc = cuLibraryLoadFromFile(&lib, path, NULL, NULL, 0, NULL, NULL, 0);
+    step("library-load", rc);
+    if (rc == CUDA_SUCCESS)
+        step("library-unload", cuLibraryUnload(lib));
     step("end", CUDA_SUCCESS);
     return 0;
 }
@@ -566,7 +790,7 @@ static int road_module(uint64_t unit)
 int main(int argc, char **argv)
 {
     if (argc < 2 || argc > 3) {
-        fprintf(stderr, "usage: gpu_bypass vmm|vmm-retain|pool|pool-rules|module|graph|stream|ipc|granularity [SIZE_MIB|COUNT]\n");
+        fprintf(stderr, "usage: gpu_bypass vmm|vmm-retain|pool|pool-rules|module|graph|stream|ipc|vmm-share[-crash|-fd-only]|granularity [SIZE_MIB|COUNT], or module-file PATH\n");
         return 2;
     }
     g_road = argv[1];
@@ -581,6 +805,8 @@ int main(int argc, char **argv)
         return road_pool_rules(unit);
     if (strcmp(g_road, "module") == 0)
         return road_module(unit);
+    if (strcmp(g_road, "module-file") == 0 && argc == 3)
+        return road_module_file(argv[2]);
     if (strcmp(g_road, "vmm") == 0)
         return road_vmm(unit);
     if (strcmp(g_road, "vmm-retain") == 0)
@@ -593,6 +819,10 @@ int main(int argc, char **argv)
         return road_stream(unit);
     if (strcmp(g_road, "ipc") == 0)
         return road_ipc(unit, "/proc/self/exe");
+    if (strncmp(g_road, "vmm-share-export", 16) == 0)
+        return road_vmm_share_export(unit, share_mode_of(g_road, "vmm-share-export"));
+    if (strncmp(g_road, "vmm-share", 9) == 0)
+        return road_vmm_share(unit, "/proc/self/exe", share_mode_of(g_road, "vmm-share"));
     if (strcmp(g_road, "ipc-import") == 0 && argc == 3)
         return road_ipc_import(argv[2]);
     if (strcmp(g_road, "granularity") == 0)

@@ -56,8 +56,8 @@ walk() {
     rm -rf "$region"
 }
 
-ROADS="vmm:512 vmm-retain:512 pool:768 graph:768 ipc:768 granularity:100000"
-PROBES="pool-rules:256 module:1024"
+ROADS="vmm:512 vmm-retain:512 pool:768 graph:768 ipc:768 granularity:100000 module:512"
+PROBES="pool-rules:256 vmm-share:512 vmm-share-crash:512 vmm-share-fd-only:512"
 ngpus=$(nvidia-smi -L 2>/dev/null | grep -c '^GPU')
 [ "${ngpus:-1}" -ge 2 ] && ROADS="$ROADS stream:600"
 for ra in $ROADS $PROBES; do
@@ -85,8 +85,9 @@ def steps(path: Path) -> list[dict[str, str]]:
 
 
 def road_part(rows):
-    """(peak of the road's own device memory, per step) for the process's own lines on device 0."""
-    mine = [r for r in rows if r["dev_index"] == "0" and r["road"] != "ipc-import"]
+    """(peak of the road's own device memory, per step) for the process's own lines on device 0 (not those of
+    the processes it starts: ipc-import, vmm-share-export)."""
+    mine = [r for r in rows if r["dev_index"] == "0" and rows and r["road"] == rows[0]["road"]]
     base = int(mine[0]["dev"]) if mine else 0
     return base, mine
 

@@ -1,7 +1,8 @@
 """Every road the driver offers past a memory cap (issue 12), walked by bench/gpu_bypass.c on the simulated
 driver (the same program bench/gpu_bypass.sh runs on a real GPU): VMM handles released while mapped or
 retained, pools that keep what they are given back, graph memory (explicit and captured), stream-ordered
-allocation on another device's stream or pool, legacy IPC, many tiny allocations.
+allocation on another device's stream or pool, legacy IPC, many tiny allocations, module globals (PTX, cubin,
+fatbin).
 
 For each road: the simulator's memory of the tenant never passes the cap (after every step, and its peak),
 fcsp's figure equals the simulator's after every step and when the process ends, and both are zero after it.
@@ -11,12 +12,14 @@ from __future__ import annotations
 
 import os
 import shutil
+import struct
 import subprocess
 from pathlib import Path
 
 import pytest
 
-from fcsp_core.region import read_snapshot
+from fcsp_core.region import Region, read_snapshot
+from fcsp_core.region_node import Reaper
 
 ROOT = Path(__file__).resolve().parent.parent
 GiB = 1 << 30
@@ -217,3 +220,218 @@ def test_mig_instances_are_capped_each_on_its_own(sim_env, run_probe, parse_prob
     )
     assert [r["status"] for r in rows if r["cmd"] == "alloc"] == ["ok", "ok", "fail"]
     assert sim_stats(env, 0)[1] <= GiB and sim_stats(env, 1)[1] <= GiB
+
+
+# ---- module globals: the driver allocates a module's __device__ variables at its load (measured on the H200:
+# a PTX module with a 1 GiB array took 1 GiB at cuModuleLoadData under a 1 GiB cap); fcsp reads the image,
+# admits its globals before the driver loads it and gives them back at the unload ----
+
+
+def ptx(globals_decl: str, entry: str = "touch") -> str:
+    return (
+        ".version 8.0\n.target sm_90\n.address_size 64\n"
+        f"{globals_decl}\n.visible .entry {entry}()\n{{\n\tld.global.u32 %r1, [big];\n\tret;\n}}\n"
+    )
+
+
+def cubin(global_bytes: int, init_bytes: int = 16, kernel: str = "touch") -> bytes:
+    """A minimal cubin-shaped ELF64: .nv.global (NOBITS) of global_bytes, .nv.global.init of init_bytes, one
+    kernel section .text.<kernel>."""
+    names = [b"", b".shstrtab", b".nv.global.init", b".nv.global", b".text." + kernel.encode()]
+    strtab = b"\0".join(names) + b"\0"
+    offs = [strtab.index(n + b"\0") if n else 0 for n in names]
+    init = b"\x01" * init_bytes
+    text = b"\0" * 16
+    data_off = 64
+    strtab_off = data_off
+    init_off = strtab_off + len(strtab)
+    text_off = init_off + len(init)
+    sh_off = (text_off + len(text) + 7) & ~7
+    body = bytearray(sh_off)
+    body[strtab_off : strtab_off + len(strtab)] = strtab
+    body[init_off : init_off + len(init)] = init
+    body[text_off : text_off + len(text)] = text
+    ident = b"\x7fELF" + bytes([2, 1, 1, 0x33, 7]) + b"\0" * 7
+    ehdr = ident + struct.pack("<HHIQQQIHHHHHH", 2, 190, 1, 0, 0, sh_off, 0, 64, 0, 0, 64, 5, 1)
+    body[0:64] = ehdr
+
+    def sh(name, typ, off, size, align):
+        return struct.pack("<IIQQQQIIQQ", name, typ, 0, 0, off, size, 0, 0, align, 0)
+
+    shdrs = sh(0, 0, 0, 0, 0)
+    shdrs += sh(offs[1], 3, strtab_off, len(strtab), 1)
+    shdrs += sh(offs[2], 1, init_off, len(init), 8)
+    shdrs += sh(offs[3], 8, 0, global_bytes, 256)  # SHT_NOBITS
+    shdrs += sh(offs[4], 1, text_off, len(text), 128)
+    return bytes(body) + shdrs
+
+
+def fatbin(entries: list[tuple[int, bytes, int, int]]) -> bytes:
+    """A fatbin container: entries of (kind 1 PTX / 2 ELF, payload, flags, uncompressed size)."""
+    out = b""
+    for kind, payload, flags, unpacked in entries:
+        padded = payload + b"\0" * (-len(payload) % 8)
+        head = struct.pack("<HHIQIIIIIIQQQ", kind, 0x0101, 64, len(padded), len(payload), 0, 90, 90, 0, 0,
+                           flags, 0, unpacked)  # fmt: skip
+        assert len(head) == 64
+        out += head + padded
+    return struct.pack("<IHHQ", 0xBA55ED50, 1, 16, len(out)) + out
+
+
+def test_module_globals_are_charged_from_load_to_unload(bypass, sim_env, sim_stats):
+    env = sim_env(mem="16G", FCSP_MEM_LIMIT="1G", FCSP_TENANT="road-module")
+    steps = walk(bypass, env, "module", "512")
+    check_road(steps, GiB)
+    charge = {s["what"]: (s["rc"], int(s["fcsp"])) for s in steps}
+    assert charge["load"] == ("CUDA_SUCCESS", 512 * MiB), "the module's 512 MiB array is charged at its load"
+    assert charge["load-past-cap"] == ("CUDA_ERROR_OUT_OF_MEMORY", 512 * MiB), "1 GiB more is refused"
+    assert charge["unload"] == ("CUDA_SUCCESS", 0)
+    after_exit(env, sim_stats, "road-module", GiB)
+    without_fcsp_passes_the_cap(bypass, sim_env, "module", "512")
+
+
+def test_a_module_larger_than_the_cap_is_refused_before_the_driver_loads_it(bypass, sim_env, sim_stats):
+    env = sim_env(mem="16G", FCSP_MEM_LIMIT="1G", FCSP_TENANT="road-module-big")
+    steps = walk(bypass, env, "module", "1100")
+    check_road(steps, GiB)
+    assert [s["rc"] for s in steps if s["what"].startswith("load")] == ["CUDA_ERROR_OUT_OF_MEMORY"] * 2
+    live, peak = sim_stats(env, 0)
+    assert live == 0 and peak == 0, "the driver never loaded it"
+
+
+def walk_file(bypass: Path, env: dict[str, str], image: Path) -> dict[str, tuple[str, int]]:
+    steps = walk(bypass, env, "module-file", str(image))
+    check_road(steps, GiB)
+    return {s["what"]: (s["rc"], int(s["fcsp"])) for s in steps}
+
+
+def test_ptx_globals_are_sized_as_declared(bypass, sim_env, sim_stats, tmp_path):
+    """Vectors, multi-dimensional arrays, alignment, several declarators, initializers, comments; `.extern`
+    declarations and `ld.global` instructions take nothing."""
+    decls = (
+        "// .global .b8 commented[999999];\n"
+        ".extern .global .align 8 .b8 elsewhere[1048576];\n"
+        ".visible .global .align 4 .u32 counter = 7;\n"  # 4 bytes at 0
+        ".global .align 256 .v4 .f32 table[1024][64];\n"  # 1 MiB at 256
+        ".global .b8 pad;\n"  # 1 byte
+        ".global .align 16 .u64 pair[2] = {1, 2}, big[131072];\n"  # 16 + 1 MiB at 16-byte alignment
+    )
+    expected = 256 + (1 << 20) + 1
+    expected = (expected + 15) // 16 * 16 + 16 + (1 << 20)
+    image = tmp_path / "globals.ptx"
+    image.write_text(ptx(decls))
+    env = sim_env(mem="16G", FCSP_MEM_LIMIT="1G", FCSP_TENANT="ptx-sizes")
+    charge = walk_file(bypass, env, image)
+    assert charge["load"] == ("CUDA_SUCCESS", expected)
+    assert charge["library-load"] == ("CUDA_SUCCESS", expected)
+    assert charge["unload"][1] == charge["library-unload"][1] == 0
+    after_exit(env, sim_stats, "ptx-sizes", GiB)
+
+
+def test_cubin_and_fatbin_globals_are_charged(bypass, sim_env, sim_stats, tmp_path):
+    elf = cubin(600 * MiB)
+    want = 600 * MiB + 256  # .nv.global.init (16 bytes), then .nv.global at its 256-byte alignment
+    images = {
+        "plain.cubin": elf,
+        # the driver loads one entry: the largest readable one counts
+        "mixed.fatbin": fatbin([(1, ptx(".global .b8 big[314572800];").encode(), 0, 0), (2, elf, 0, 0)]),
+    }
+    for name, data in images.items():
+        path = tmp_path / name
+        path.write_bytes(data)
+        env = sim_env(mem="16G", FCSP_MEM_LIMIT="1G", FCSP_TENANT=f"image-{name}")
+        charge = walk_file(bypass, env, path)
+        assert charge["load"] == ("CUDA_SUCCESS", want), name
+        assert charge["library-load"] == ("CUDA_SUCCESS", want), name
+        after_exit(env, sim_stats, f"image-{name}", GiB)
+    big = tmp_path / "big.cubin"
+    big.write_bytes(cubin(1100 * MiB))
+    env = sim_env(mem="16G", FCSP_MEM_LIMIT="1G", FCSP_TENANT="image-big")
+    charge = walk_file(bypass, env, big)
+    assert charge["load"][0] == charge["library-load"][0] == "CUDA_ERROR_OUT_OF_MEMORY"
+    live, peak = sim_stats(env, 0)
+    assert live == 0 and peak < 1100 * MiB, "refused before the driver loaded it"
+
+
+def test_a_fatbin_that_cannot_be_read_is_charged_what_the_load_took(bypass, sim_env, sim_stats, tmp_path):
+    """Compressed entries cannot be read: fcsp charges the driver's free-memory drop across the load (the
+    simulator allocates the entry's declared uncompressed size, its stand-in for the real driver); past the
+    cap the module is unloaded again and the load refused."""
+    fits = tmp_path / "compressed.fatbin"
+    fits.write_bytes(fatbin([(2, b"\x28\xb5\x2f\xfd" + b"\0" * 60, 0x8000, 700 * MiB)]))
+    env = sim_env(mem="16G", FCSP_MEM_LIMIT="1G", FCSP_TENANT="image-zstd")
+    charge = walk_file(bypass, env, fits)
+    assert charge["load"] == ("CUDA_SUCCESS", 700 * MiB)
+    assert charge["library-load"] == ("CUDA_SUCCESS", 700 * MiB)
+    after_exit(env, sim_stats, "image-zstd", GiB)
+
+    past = tmp_path / "compressed-big.fatbin"
+    past.write_bytes(fatbin([(2, b"\x28\xb5\x2f\xfd" + b"\0" * 60, 0x8000, 1100 * MiB)]))
+    env = sim_env(mem="16G", FCSP_MEM_LIMIT="1G", FCSP_TENANT="image-zstd-big")
+    steps = walk(bypass, env, "module-file", str(past))
+    assert [s["rc"] for s in steps if "load" in s["what"]] == ["CUDA_ERROR_OUT_OF_MEMORY"] * 2
+    assert all(int(s["fcsp"]) == int(s["dev"]) == 0 for s in steps), "unloaded again, nothing charged"
+    live, peak = sim_stats(env, 0)
+    assert live == 0 and peak == 1100 * MiB, "only while the load was measured did the driver hold it"
+
+
+# ---- VMM memory shared between processes: exported to a POSIX fd, passed over a unix socket (SCM_RIGHTS),
+# imported and mapped by another process ----
+
+
+def share_steps(steps: list[dict[str, str]]) -> tuple[dict[str, dict[str, str]], dict[str, dict[str, str]]]:
+    ours = [s for s in steps if s["road"].startswith("vmm-share")]
+    importer = {s["what"]: s for s in ours if not s["road"].startswith("vmm-share-export")}
+    exporter = {s["what"]: s for s in ours if s["road"].startswith("vmm-share-export")}
+    return importer, exporter
+
+
+def test_vmm_memory_shared_through_an_fd_stays_the_exporters(bypass, sim_env, sim_stats):
+    """The importer maps the exporter's physical memory: the driver charges it nothing and neither does fcsp
+    (the tenant pays once, through the exporter, until the exporter's own unmap and release). The memory
+    outlives the exporter's hold while the importer maps it, and is freed with the importer's last hold."""
+    env = sim_env(mem="16G", FCSP_MEM_LIMIT="1G", FCSP_TENANT="road-share")
+    importer, exporter = share_steps(walk(bypass, env, "vmm-share", "512"))
+    for what in ("import", "import-map", "import-fd-closed"):
+        s = importer[what]
+        assert s["rc"] == "CUDA_SUCCESS", s
+        assert int(s["dev"]) == 0, "the driver charges the importer nothing"
+        assert int(s["fcsp"]) == 512 * MiB, "the tenant is charged once, by the exporter"
+        assert int(s["devtotal"]) == 512 * MiB, "one physical allocation"
+    assert int(exporter["export"]["fcsp"]) == int(exporter["export"]["dev"]) == 512 * MiB
+    gone = importer["exporter-exited"]
+    assert int(gone["devtotal"]) == int(gone["dev"]) == 512 * MiB, (
+        "the driver keeps the memory the importer maps, now held by the importer alone"
+    )
+    assert int(gone["fcsp"]) == 0, "the exporter's charge ended with its own unmap and release (see README)"
+    assert int(importer["import-unmap"]["devtotal"]) == 512 * MiB, "the importer's handle still holds it"
+    assert int(importer["import-release"]["devtotal"]) == 0
+    assert importer["end"]["fcsp"] == importer["end"]["dev"] == "0"
+    after_exit(env, sim_stats, "road-share", GiB)
+
+
+def test_vmm_memory_shared_through_an_fd_outlives_a_killed_exporter(bypass, sim_env, sim_stats):
+    env = sim_env(mem="16G", FCSP_MEM_LIMIT="1G", FCSP_TENANT="road-share-crash")
+    importer, exporter = share_steps(walk(bypass, env, "vmm-share-crash", "512"))
+    assert "export-let-go" not in exporter
+    gone = importer["exporter-exited"]
+    assert int(gone["devtotal"]) == int(gone["dev"]) == 512 * MiB, (
+        "the driver reaps the exporter, not the memory the importer maps"
+    )
+    assert int(importer["import-release"]["devtotal"]) == 0
+    with Region.open(env["FCSP_REGION_DIR"]) as region:
+        Reaper(region).reap()  # the node daemon's pass: the killed exporter's charge goes with its slot
+    after_exit(env, sim_stats, "road-share-crash", GiB)
+
+
+def test_an_open_shareable_fd_alone_keeps_the_memory(bypass, sim_env, sim_stats):
+    """The exporter unmaps, releases and exits before the import: the fd in flight is a reference too."""
+    env = sim_env(mem="16G", FCSP_MEM_LIMIT="1G", FCSP_TENANT="road-share-fd")
+    importer, exporter = share_steps(walk(bypass, env, "vmm-share-fd-only", "512"))
+    assert int(exporter["export-let-go"]["devtotal"]) == 512 * MiB, "its exported fd still refers to it"
+    held = importer["exporter-exited-fd-held"]
+    assert int(held["devtotal"]) == 512 * MiB and int(held["dev"]) == 0
+    assert importer["import-map"]["rc"] == "CUDA_SUCCESS"
+    assert int(importer["import-map"]["dev"]) == 512 * MiB, "held by the importer's handle now"
+    assert int(importer["import-release"]["devtotal"]) == 0, "fd closed, handle released: freed"
+    after_exit(env, sim_stats, "road-share-fd", GiB)

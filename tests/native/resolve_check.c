@@ -32,8 +32,8 @@ static const char *describe(void *p, char *buf, size_t len)
 
 #define BASE_NAME(sym, base, since, variant, ret, params, args) #base,
 #define SYM_NAME(sym, base, since, variant, ret, params, args) #sym,
-static const char *bases[] = {FCSP_CUDA_HOOKS(BASE_NAME) "cuModuleLoadData", "cuCtxGetDevice", "cuNoSuchFunction"};
-static const char *syms[] = {FCSP_CUDA_HOOKS(SYM_NAME) "cuModuleLoadData", "cuGetExportTable"};
+static const char *bases[] = {FCSP_CUDA_HOOKS(BASE_NAME) "cuModuleGetFunction", "cuCtxGetDevice", "cuNoSuchFunction"};
+static const char *syms[] = {FCSP_CUDA_HOOKS(SYM_NAME) "cuModuleGetFunction", "cuGetExportTable"};
 
 int main(void)
 {

@@ -37,4 +37,5 @@ void fcsp_acct_reset(void)
     fcsp_vmm_reset();
     fcsp_pool_reset();
     fcsp_gmem_reset();
+    fcsp_module_reset();
 }

@@ -59,6 +59,7 @@ CUresult fcsp_gmem_trim(fcsp_pfn_cuDeviceGraphMemTrim real, CUdevice dev);
 void fcsp_vmm_reset(void);
 void fcsp_pool_reset(void);
 void fcsp_gmem_reset(void);
+void fcsp_module_reset(void); /* hooks_module.c */
 void fcsp_acct_reset(void);
 
 #endif

@@ -1,5 +1,5 @@
 /* The one list of hooked driver functions. Add a hook here (one line) and define its wrapper in the file of its
- * family (hooks_mem.c, hooks_query.c, hooks_launch.c, hooks_resolve.c); everything else derives from this list:
+ * family (hooks_mem.c, hooks_module.c, hooks_query.c, hooks_launch.c, hooks_resolve.c); everything else derives from this list:
  * the real-function pointers (real_driver.c), the dlsym and cuGetProcAddress lookups (hook_lookup.c), the export
  * list check (tests/test_exports.py), the prototype check against NVIDIA's headers (tests/test_abi.py) and the
  * check that the simulated driver declares each function the same way (tests/native/sim_hooks_agree.c).
@@ -89,6 +89,30 @@
     X(cuGraphExecDestroy, cuGraphExecDestroy, 10000, FCSP_NO_VARIANT, CUresult, (CUgraphExec hGraphExec),           \
       (hGraphExec))                                                                                                 \
     X(cuDeviceGraphMemTrim, cuDeviceGraphMemTrim, 11040, FCSP_NO_VARIANT, CUresult, (CUdevice device), (device))   \
+    /* modules and libraries: their globals are charged from the load to the unload (hooks_module.c) */            \
+    X(cuModuleLoad, cuModuleLoad, 2000, FCSP_NO_VARIANT, CUresult, (CUmodule * module, const char *fname),           \
+      (module, fname))                                                                                              \
+    X(cuModuleLoadData, cuModuleLoadData, 2000, FCSP_NO_VARIANT, CUresult, (CUmodule * module, const void *image),   \
+      (module, image))                                                                                              \
+    X(cuModuleLoadDataEx, cuModuleLoadDataEx, 2010, FCSP_NO_VARIANT, CUresult,                                      \
+      (CUmodule * module, const void *image, unsigned int numOptions, CUjit_option *options, void **optionValues),  \
+      (module, image, numOptions, options, optionValues))                                                           \
+    X(cuModuleLoadFatBinary, cuModuleLoadFatBinary, 2000, FCSP_NO_VARIANT, CUresult,                                \
+      (CUmodule * module, const void *fatCubin), (module, fatCubin))                                                \
+    X(cuModuleUnload, cuModuleUnload, 2000, FCSP_NO_VARIANT, CUresult, (CUmodule hmod), (hmod))                     \
+    X(cuLibraryLoadData, cuLibraryLoadData, 12000, FCSP_NO_VARIANT, CUresult,                                       \
+      (CUlibrary * library, const void *code, CUjit_option *jitOptions, void **jitOptionsValues,                   \
+       unsigned int numJitOptions, CUlibraryOption *libraryOptions, void **libraryOptionValues,                    \
+       unsigned int numLibraryOptions),                                                                             \
+      (library, code, jitOptions, jitOptionsValues, numJitOptions, libraryOptions, libraryOptionValues,            \
+       numLibraryOptions))                                                                                          \
+    X(cuLibraryLoadFromFile, cuLibraryLoadFromFile, 12000, FCSP_NO_VARIANT, CUresult,                               \
+      (CUlibrary * library, const char *fileName, CUjit_option *jitOptions, void **jitOptionsValues,               \
+       unsigned int numJitOptions, CUlibraryOption *libraryOptions, void **libraryOptionValues,                    \
+       unsigned int numLibraryOptions),                                                                             \
+      (library, fileName, jitOptions, jitOptionsValues, numJitOptions, libraryOptions, libraryOptionValues,        \
+       numLibraryOptions))                                                                                          \
+    X(cuLibraryUnload, cuLibraryUnload, 12000, FCSP_NO_VARIANT, CUresult, (CUlibrary library), (library))            \
     /* arrays */                                                                                                    \
     X(cuArrayCreate, cuArrayCreate, 2000, FCSP_NO_VARIANT, CUresult,                                                \
       (CUarray * pHandle, const CUDA_ARRAY_DESCRIPTOR_v1 *pAllocateArray), (pHandle, pAllocateArray))              \

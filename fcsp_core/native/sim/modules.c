@@ -1,11 +1,20 @@
-/* Modules from PTX text: the kernels are the `.entry NAME` lines. Kernels never execute; each function carries
- * the wave time FCSP_SIM_KERNEL_US gives its name. */
+/* Modules from PTX text, cubin ELF or fatbin (common/module_image.c reads them): the kernels are PTX's
+ * `.entry NAME` lines or a cubin's .text.NAME sections. Kernels never execute; each function carries the wave time
+ * FCSP_SIM_KERNEL_US gives its name.
+ *
+ * Like the real driver (measured on the H200: a PTX module with a 1 GiB __device__ array took 1 GiB at
+ * cuModuleLoadData), loading a module allocates its globals on the current context's device, and unloading frees
+ * them. A fatbin whose entries are all compressed cannot be read here: it is charged the largest uncompressed size
+ * its entries declare (a stand-in for what the real driver would allocate) and has no kernels.
+ * Libraries (cuLibraryLoadData/FromFile) are loaded eagerly into the current context, as with
+ * CUDA_MODULE_LOADING=EAGER. */
 #include <ctype.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "sim_cuda.h"
+#include "../common/module_image.h"
 
 #define MAX_IMAGE (64u << 20)
 
@@ -13,10 +22,18 @@ struct CUmod_st {
     uint32_t magic;
     int nfuncs;
     struct CUfunc_st *funcs;
+    int dev;
+    uint64_t globals; /* device memory its globals take, charged on dev */
+};
+
+struct CUlib_st {
+    uint32_t magic;
+    struct CUmod_st *mod;
 };
 
 static struct sim_map g_modules = SIM_MAP_INIT;
 static struct sim_map g_functions = SIM_MAP_INIT;
+static struct sim_map g_libraries = SIM_MAP_INIT;
 
 static int is_ident(char c)
 {
@@ -50,6 +67,8 @@ static int scan_entries(const char *ptx, void (*fn)(const char *name, size_t len
 static void add_entry(const char *name, size_t len, void *arg)
 {
     struct CUmod_st *m = arg;
+    if (len >= SIM_KERNEL_NAME_MAX)
+        return;
     struct CUfunc_st *f = &m->funcs[m->nfuncs++];
     f->magic = SIM_MAGIC_FUNC;
     f->mod = m;
@@ -58,35 +77,54 @@ static void add_entry(const char *name, size_t len, void *arg)
     f->wave_us = sim_config_wave_us(&g_sim_cfg, f->name);
 }
 
-static int looks_like_ptx(const unsigned char *img)
+/* Builds the function table of the entry info points at. */
+static CUresult add_functions(struct CUmod_st *m, const struct fcsp_image_info *info)
 {
-    /* ELF cubins and fatbins are binary; only PTX text is understood here */
-    if (img[0] == 0x7f && img[1] == 'E' && img[2] == 'L' && img[3] == 'F')
-        return 0;
-    const char *s = (const char *)img;
-    return strstr(s, ".entry") != NULL || strstr(s, ".version") != NULL;
-}
-
-static CUresult load_ptx(CUmodule *module, const char *ptx)
-{
-    CUresult rc = sim_current(NULL, NULL);
-    if (rc != CUDA_SUCCESS)
-        return rc;
-    if (module == NULL || ptx == NULL)
-        return CUDA_ERROR_INVALID_VALUE;
-    if (!looks_like_ptx((const unsigned char *)ptx))
-        return CUDA_ERROR_INVALID_IMAGE;
-    int n = scan_entries(ptx, NULL, NULL);
-    struct CUmod_st *m = calloc(1, sizeof *m);
-    struct CUfunc_st *funcs = calloc(n > 0 ? (size_t)n : 1, sizeof *funcs);
-    if (m == NULL || funcs == NULL) {
-        free(m);
-        free(funcs);
+    char *ptx = info->ptx ? strndup(info->ptx, info->ptx_len) : NULL;
+    if (info->ptx && ptx == NULL)
+        return CUDA_ERROR_OUT_OF_MEMORY;
+    int n = ptx ? scan_entries(ptx, NULL, NULL) : info->elf ? fcsp_elf_kernels(info->elf, info->elf_len, NULL, NULL) : 0;
+    m->funcs = calloc(n > 0 ? (size_t)n : 1, sizeof *m->funcs);
+    if (m->funcs == NULL) {
+        free(ptx);
         return CUDA_ERROR_OUT_OF_MEMORY;
     }
+    if (ptx)
+        scan_entries(ptx, add_entry, m);
+    else if (info->elf)
+        fcsp_elf_kernels(info->elf, info->elf_len, add_entry, m);
+    free(ptx);
+    return CUDA_SUCCESS;
+}
+
+/* Loads image (len: its size if known, else 0) into the current context: allocates its globals there. */
+static CUresult load_image(struct CUmod_st **module, const void *image, size_t len)
+{
+    int dev;
+    CUresult rc = sim_current(NULL, &dev);
+    if (rc != CUDA_SUCCESS)
+        return rc;
+    if (module == NULL || image == NULL)
+        return CUDA_ERROR_INVALID_VALUE;
+    struct fcsp_image_info info;
+    if (fcsp_image_inspect(image, len, &info) != 0)
+        return CUDA_ERROR_INVALID_IMAGE;
+    struct CUmod_st *m = calloc(1, sizeof *m);
+    if (m == NULL)
+        return CUDA_ERROR_OUT_OF_MEMORY;
+    rc = add_functions(m, &info);
+    if (rc != CUDA_SUCCESS) {
+        free(m);
+        return rc;
+    }
     m->magic = SIM_MAGIC_MODULE;
-    m->funcs = funcs;
-    scan_entries(ptx, add_entry, m);
+    m->dev = dev;
+    m->globals = info.sized ? info.globals : info.unread_bytes;
+    if (m->globals && sim_charge(dev, m->globals) != CUDA_SUCCESS) {
+        free(m->funcs);
+        free(m);
+        return CUDA_ERROR_OUT_OF_MEMORY;
+    }
     for (int i = 0; i < m->nfuncs; i++)
         sim_map_put(&g_functions, (uint64_t)(uintptr_t)&m->funcs[i], &m->funcs[i]);
     sim_map_put(&g_modules, (uint64_t)(uintptr_t)m, m);
@@ -94,20 +132,8 @@ static CUresult load_ptx(CUmodule *module, const char *ptx)
     return CUDA_SUCCESS;
 }
 
-SIM_EXPORT CUresult cuModuleLoadData(CUmodule *module, const void *image)
-{
-    return load_ptx(module, image);
-}
-
-SIM_EXPORT CUresult cuModuleLoadDataEx(CUmodule *module, const void *image, unsigned int numOptions,
-                                       CUjit_option *options, void **optionValues)
-{
-    if (numOptions > 0 && (options == NULL || optionValues == NULL))
-        return CUDA_ERROR_INVALID_VALUE;
-    return load_ptx(module, image); /* JIT options change nothing here */
-}
-
-SIM_EXPORT CUresult cuModuleLoad(CUmodule *module, const char *fname)
+/* Reads a module file (at most MAX_IMAGE bytes) and loads it. */
+static CUresult load_file(struct CUmod_st **module, const char *fname)
 {
     CUresult rc = sim_current(NULL, NULL);
     if (rc != CUDA_SUCCESS)
@@ -124,14 +150,49 @@ SIM_EXPORT CUresult cuModuleLoad(CUmodule *module, const char *fname)
     }
     size_t n = fread(buf, 1, MAX_IMAGE + 1, f);
     fclose(f);
-    if (n == 0 || n > MAX_IMAGE || memchr(buf, '\0', n) != NULL) {
+    if (n == 0 || n > MAX_IMAGE) {
         free(buf);
         return CUDA_ERROR_INVALID_IMAGE;
     }
     buf[n] = '\0';
-    rc = load_ptx(module, buf);
+    rc = load_image(module, buf, n);
     free(buf);
     return rc;
+}
+
+SIM_EXPORT CUresult cuModuleLoadData(CUmodule *module, const void *image)
+{
+    return load_image(module, image, 0);
+}
+
+SIM_EXPORT CUresult cuModuleLoadDataEx(CUmodule *module, const void *image, unsigned int numOptions,
+                                       CUjit_option *options, void **optionValues)
+{
+    if (numOptions > 0 && (options == NULL || optionValues == NULL))
+        return CUDA_ERROR_INVALID_VALUE;
+    return load_image(module, image, 0); /* JIT options change nothing here */
+}
+
+SIM_EXPORT CUresult cuModuleLoadFatBinary(CUmodule *module, const void *fatCubin)
+{
+    return load_image(module, fatCubin, 0);
+}
+
+SIM_EXPORT CUresult cuModuleLoad(CUmodule *module, const char *fname)
+{
+    return load_file(module, fname);
+}
+
+static void module_free(struct CUmod_st *m)
+{
+    for (int i = 0; i < m->nfuncs; i++)
+        sim_map_take(&g_functions, (uint64_t)(uintptr_t)&m->funcs[i]);
+    /* Queued launches copied what they need, so the module can go now. A launch racing with the unload on
+     * another thread is an application bug with the real driver too. */
+    if (m->globals)
+        sim_uncharge(m->dev, m->globals);
+    free(m->funcs);
+    free(m);
 }
 
 SIM_EXPORT CUresult cuModuleUnload(CUmodule hmod)
@@ -142,12 +203,76 @@ SIM_EXPORT CUresult cuModuleUnload(CUmodule hmod)
     struct CUmod_st *m = sim_map_take(&g_modules, (uint64_t)(uintptr_t)hmod);
     if (m == NULL)
         return CUDA_ERROR_INVALID_HANDLE;
-    for (int i = 0; i < m->nfuncs; i++)
-        sim_map_take(&g_functions, (uint64_t)(uintptr_t)&m->funcs[i]);
-    /* Queued launches copied what they need, so the module can go now. A launch racing with the unload on
-     * another thread is an application bug with the real driver too. */
-    free(m->funcs);
-    free(m);
+    module_free(m);
+    return CUDA_SUCCESS;
+}
+
+/* A library: its module, loaded now into the current context. */
+static CUresult library_made(CUlibrary *library, CUresult rc, struct CUmod_st *m)
+{
+    if (rc != CUDA_SUCCESS)
+        return rc;
+    sim_map_take(&g_modules, (uint64_t)(uintptr_t)m); /* reached through the library only */
+    struct CUlib_st *l = malloc(sizeof *l);
+    if (l == NULL || sim_map_put(&g_libraries, (uint64_t)(uintptr_t)l, l) != 0) {
+        free(l);
+        module_free(m);
+        return CUDA_ERROR_OUT_OF_MEMORY;
+    }
+    l->magic = SIM_MAGIC_MODULE;
+    l->mod = m;
+    *library = l;
+    return CUDA_SUCCESS;
+}
+
+static CUresult check_library_options(unsigned int numJitOptions, CUjit_option *jitOptions, void **jitOptionsValues,
+                                      unsigned int numLibraryOptions, CUlibraryOption *libraryOptions,
+                                      void **libraryOptionValues)
+{
+    if ((numJitOptions > 0 && (jitOptions == NULL || jitOptionsValues == NULL)) ||
+        (numLibraryOptions > 0 && (libraryOptions == NULL || libraryOptionValues == NULL)))
+        return CUDA_ERROR_INVALID_VALUE;
+    return CUDA_SUCCESS;
+}
+
+SIM_EXPORT CUresult cuLibraryLoadData(CUlibrary *library, const void *code, CUjit_option *jitOptions,
+                                      void **jitOptionsValues, unsigned int numJitOptions,
+                                      CUlibraryOption *libraryOptions, void **libraryOptionValues,
+                                      unsigned int numLibraryOptions)
+{
+    CUresult rc = check_library_options(numJitOptions, jitOptions, jitOptionsValues, numLibraryOptions,
+                                        libraryOptions, libraryOptionValues);
+    if (rc != CUDA_SUCCESS || library == NULL)
+        return rc != CUDA_SUCCESS ? rc : CUDA_ERROR_INVALID_VALUE;
+    struct CUmod_st *m = NULL;
+    rc = load_image(&m, code, 0);
+    return library_made(library, rc, m);
+}
+
+SIM_EXPORT CUresult cuLibraryLoadFromFile(CUlibrary *library, const char *fileName, CUjit_option *jitOptions,
+                                          void **jitOptionsValues, unsigned int numJitOptions,
+                                          CUlibraryOption *libraryOptions, void **libraryOptionValues,
+                                          unsigned int numLibraryOptions)
+{
+    CUresult rc = check_library_options(numJitOptions, jitOptions, jitOptionsValues, numLibraryOptions,
+                                        libraryOptions, libraryOptionValues);
+    if (rc != CUDA_SUCCESS || library == NULL)
+        return rc != CUDA_SUCCESS ? rc : CUDA_ERROR_INVALID_VALUE;
+    struct CUmod_st *m = NULL;
+    rc = load_file(&m, fileName);
+    return library_made(library, rc, m);
+}
+
+SIM_EXPORT CUresult cuLibraryUnload(CUlibrary library)
+{
+    CUresult rc = sim_require_init();
+    if (rc != CUDA_SUCCESS)
+        return rc;
+    struct CUlib_st *l = sim_map_take(&g_libraries, (uint64_t)(uintptr_t)library);
+    if (l == NULL)
+        return CUDA_ERROR_INVALID_HANDLE;
+    module_free(l->mod);
+    free(l);
     return CUDA_SUCCESS;
 }
 

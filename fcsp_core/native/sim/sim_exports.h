@@ -159,6 +159,11 @@
       (CUmemGenericAllocationHandle * handle, size_t size, const CUmemAllocationProp *prop,                        \
        unsigned long long flags))                                                                                  \
     X(cuMemRelease, cuMemRelease, 10020, 0, CUresult, (CUmemGenericAllocationHandle handle))                       \
+    X(cuMemExportToShareableHandle, cuMemExportToShareableHandle, 10020, 0, CUresult,                              \
+      (void *shareableHandle, CUmemGenericAllocationHandle handle, CUmemAllocationHandleType handleType,           \
+       unsigned long long flags))                                                                                  \
+    X(cuMemImportFromShareableHandle, cuMemImportFromShareableHandle, 10020, 0, CUresult,                          \
+      (CUmemGenericAllocationHandle * handle, void *osHandle, CUmemAllocationHandleType shHandleType))             \
     X(cuMemRetainAllocationHandle, cuMemRetainAllocationHandle, 11000, 0, CUresult,                                \
       (CUmemGenericAllocationHandle * handle, void *addr))                                                         \
     /* legacy IPC */                                                                                               \
@@ -190,13 +195,23 @@
       (CUmipmappedArray * pHandle, const CUDA_ARRAY3D_DESCRIPTOR *pMipmappedArrayDesc,                             \
        unsigned int numMipmapLevels))                                                                              \
     X(cuMipmappedArrayDestroy, cuMipmappedArrayDestroy, 5000, 0, CUresult, (CUmipmappedArray hMipmappedArray))     \
-    /* modules and functions (PTX only; kernels do not run, they take a modelled time) */                         \
+    /* modules and functions (PTX, cubin, fatbin; kernels do not run, they take a modelled time) */                         \
     X(cuModuleLoad, cuModuleLoad, 2000, 0, CUresult, (CUmodule * module, const char *fname))                       \
     X(cuModuleLoadData, cuModuleLoadData, 2000, 0, CUresult, (CUmodule * module, const void *image))               \
     X(cuModuleLoadDataEx, cuModuleLoadDataEx, 2010, 0, CUresult,                                                   \
       (CUmodule * module, const void *image, unsigned int numOptions, CUjit_option *options,                       \
        void **optionValues))                                                                                       \
     X(cuModuleUnload, cuModuleUnload, 2000, 0, CUresult, (CUmodule hmod))                                          \
+    X(cuModuleLoadFatBinary, cuModuleLoadFatBinary, 2000, 0, CUresult, (CUmodule * module, const void *fatCubin))  \
+    X(cuLibraryLoadData, cuLibraryLoadData, 12000, 0, CUresult,                                                    \
+      (CUlibrary * library, const void *code, CUjit_option *jitOptions, void **jitOptionsValues,                  \
+       unsigned int numJitOptions, CUlibraryOption *libraryOptions, void **libraryOptionValues,                   \
+       unsigned int numLibraryOptions))                                                                            \
+    X(cuLibraryLoadFromFile, cuLibraryLoadFromFile, 12000, 0, CUresult,                                            \
+      (CUlibrary * library, const char *fileName, CUjit_option *jitOptions, void **jitOptionsValues,              \
+       unsigned int numJitOptions, CUlibraryOption *libraryOptions, void **libraryOptionValues,                   \
+       unsigned int numLibraryOptions))                                                                            \
+    X(cuLibraryUnload, cuLibraryUnload, 12000, 0, CUresult, (CUlibrary library))                                   \
     X(cuModuleGetFunction, cuModuleGetFunction, 2000, 0, CUresult,                                                 \
       (CUfunction * hfunc, CUmodule hmod, const char *name))                                                       \
     X(cuFuncGetAttribute, cuFuncGetAttribute, 2020, 0, CUresult,                                                   \

@@ -79,9 +79,12 @@ static void reap_locked(struct sim_shared *sh)
     pid_t self = getpid();
     for (int i = 0; i < SIM_MAX_PROCS; i++) {
         struct sim_proc *p = &sh->procs[i];
-        if (p->pid != 0 && p->pid != self && !proc_alive(p))
+        if (p->pid != 0 && p->pid != self && !proc_alive(p)) {
+            sim_share_reap_slot(sh, i); /* memory it shared lives on with its other holders */
             release_slot(sh, p);
+        }
     }
+    sim_share_sweep(sh);
 }
 
 void sim_reap_dead(struct sim_shared *sh)

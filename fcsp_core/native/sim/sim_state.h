@@ -37,6 +37,19 @@ struct sim_proc {
     uint64_t live_bytes[SIM_MAX_GPUS]; /* under the GPU's mu */
 };
 
+/* A VMM allocation exported to a shareable handle (a POSIX fd). Like the driver's, its memory lives while any
+ * process holds a handle or a mapping of it, or any of its fds is open anywhere (an fd is an open file description
+ * of `path` holding an OFD read lock: the lock lives exactly as long as the description). Under procs_mu. */
+#define SIM_MAX_SHARES 64
+struct sim_share {
+    uint64_t id; /* 0: a free entry */
+    int32_t dev;
+    int32_t payer; /* the process slot its bytes are charged to (-1: no process holds it, only fds) */
+    uint64_t bytes;
+    uint64_t holders[SIM_MAX_PROCS / 64]; /* slots holding a handle or a mapping of it */
+    char path[SIM_DIR_MAX + 64];
+};
+
 struct sim_shared {
     _Atomic uint64_t magic; /* published last, with release */
     uint64_t size; /* sizeof(struct sim_shared) */
@@ -46,6 +59,8 @@ struct sim_shared {
     pthread_mutex_t procs_mu;
     struct sim_proc procs[SIM_MAX_PROCS];
     struct sim_gpu gpu[SIM_MAX_GPUS];
+    uint64_t next_share_id; /* under procs_mu */
+    struct sim_share shares[SIM_MAX_SHARES];
 };
 
 /* Maps the state of cfg (creating it if this process is the first). Returns 0, or with a message on stderr -2 if
@@ -72,6 +87,22 @@ void sim_mem_uncharge(struct sim_shared *sh, int slot, int dev, uint64_t bytes);
 /* Reads live/peak of dev (after reaping). */
 void sim_mem_stats(struct sim_shared *sh, int dev, uint64_t *live, uint64_t *peak);
 void sim_mem_reset_peak(struct sim_shared *sh, int dev);
+
+/* ---- sim_share.c: VMM allocations shared between processes ---- */
+/* Shares an allocation of bytes on dev charged to slot: opens its file in dir and returns an fd for it (a new
+ * open file description holding the lock), *id its share. -1 when the table is full or the file fails. */
+int sim_share_export(struct sim_shared *sh, const char *dir, int slot, int dev, uint64_t bytes, uint64_t *id);
+/* Another fd of share id (each export hands out a new one). -1 if it is gone. */
+int sim_share_fd(struct sim_shared *sh, uint64_t id);
+/* The share an fd from sim_share_export names; slot now holds it. 0, or -1 (not such an fd, share gone). */
+int sim_share_import(struct sim_shared *sh, int fd, int slot, uint64_t *id, int *dev, uint64_t *bytes);
+/* slot holds no handle or mapping of share id any more: its charge moves to another holder (or to no process),
+ * and the memory is freed once no holder and no fd is left. */
+void sim_share_drop(struct sim_shared *sh, uint64_t id, int slot);
+/* The reaper's part, for a dead slot (caller holds procs_mu): as sim_share_drop for every share it held. */
+void sim_share_reap_slot(struct sim_shared *sh, int slot);
+/* Frees the shares nobody holds whose fds are all closed (caller holds procs_mu). */
+void sim_share_sweep(struct sim_shared *sh);
 
 /* NVML-style "GPU-xxxxxxxx-xxxx-xxxx-xxxx-xxxxxxxxxxxx" of dev into buf (at least 41 bytes). */
 void sim_format_uuid(const struct sim_shared *sh, int dev, char *buf);

@@ -1,7 +1,13 @@
 /* Virtual memory management: physical handles (cuMemCreate, charged at creation), address reservations and
  * mappings. Like the driver, a handle's memory is freed once every reference is released (cuMemCreate gives one,
  * cuMemRetainAllocationHandle one more) and no mapping of it is left: a handle released while mapped keeps its
- * memory until the last cuMemUnmap. */
+ * memory until the last cuMemUnmap.
+ *
+ * A handle created with requestedHandleTypes = CU_MEM_HANDLE_TYPE_POSIX_FILE_DESCRIPTOR can be exported to an fd
+ * (cuMemExportToShareableHandle) that another process imports (cuMemImportFromShareableHandle) into a handle of its
+ * own naming the same physical memory. Such memory is shared (sim_share.c): it lives while any process holds a
+ * handle or mapping of it or any of its fds is open, whoever created it; this process's handles and mappings of
+ * it count as one hold. */
 #include <pthread.h>
 #include <stdlib.h>
 
@@ -13,6 +19,8 @@ struct vmm_handle {
     int dev;
     int refs; /* references not yet released */
     int maps;
+    int exportable; /* created with CU_MEM_HANDLE_TYPE_POSIX_FILE_DESCRIPTOR */
+    uint64_t share; /* its share (sim_share.c) once exported or imported, else 0 */
 };
 
 struct vmm_range {
@@ -28,7 +36,9 @@ static struct sim_map g_mapped = SIM_MAP_INIT; /* mappings by start address */
 static CUresult check_prop(const CUmemAllocationProp *prop)
 {
     if (prop == NULL || prop->type != CU_MEM_ALLOCATION_TYPE_PINNED ||
-        prop->location.type != CU_MEM_LOCATION_TYPE_DEVICE)
+        prop->location.type != CU_MEM_LOCATION_TYPE_DEVICE ||
+        (prop->requestedHandleTypes != CU_MEM_HANDLE_TYPE_NONE &&
+         prop->requestedHandleTypes != CU_MEM_HANDLE_TYPE_POSIX_FILE_DESCRIPTOR))
         return CUDA_ERROR_INVALID_VALUE;
     CUresult rc = sim_check_device(prop->location.id);
     return rc == CUDA_ERROR_INVALID_DEVICE ? CUDA_ERROR_INVALID_DEVICE : rc;
@@ -67,6 +77,7 @@ SIM_EXPORT CUresult cuMemCreate(CUmemGenericAllocationHandle *handle, size_t siz
     h->bytes = size;
     h->dev = dev;
     h->refs = 1;
+    h->exportable = prop->requestedHandleTypes == CU_MEM_HANDLE_TYPE_POSIX_FILE_DESCRIPTOR;
     if (h->handle == 0 || sim_map_put(&g_handles, h->handle, h) != 0) {
         sim_uncharge(dev, size);
         free(h);
@@ -76,13 +87,31 @@ SIM_EXPORT CUresult cuMemCreate(CUmemGenericAllocationHandle *handle, size_t siz
     return CUDA_SUCCESS;
 }
 
-/* Frees h once it has no reference and no mapping left. Caller holds g_vmm_mu. */
+static int same_share(uint64_t key, void *val, void *arg)
+{
+    (void)key;
+    return ((const struct vmm_handle *)val)->share == *(const uint64_t *)arg;
+}
+
+static int maps_share(uint64_t key, void *val, void *arg)
+{
+    (void)key;
+    return ((const struct vmm_range *)val)->h->share == *(const uint64_t *)arg;
+}
+
+/* Frees h once it has no reference and no mapping left: its memory, or for shared memory this process's hold once
+ * no other handle or mapping of this process names the share. Caller holds g_vmm_mu. */
 static void maybe_free(struct vmm_handle *h)
 {
-    if (h->refs == 0 && h->maps == 0) {
+    if (h->refs != 0 || h->maps != 0)
+        return;
+    uint64_t share = h->share;
+    if (share == 0)
         sim_uncharge(h->dev, h->bytes);
-        free(h);
-    }
+    free(h);
+    if (share && sim_map_find(&g_handles, same_share, &share) == NULL &&
+        sim_map_find(&g_mapped, maps_share, &share) == NULL)
+        sim_share_drop(g_sim_sh, share, g_sim_slot);
 }
 
 SIM_EXPORT CUresult cuMemRelease(CUmemGenericAllocationHandle handle)
@@ -252,4 +281,69 @@ SIM_EXPORT CUresult cuMemSetAccess(CUdeviceptr ptr, size_t size, const CUmemAcce
             return CUDA_ERROR_INVALID_DEVICE;
     }
     return CUDA_SUCCESS;
+}
+
+/* Directory of the files behind exported fds: the node's (FCSP_SIM_DIR), else the temporary directory. */
+static const char *share_dir(void)
+{
+    const char *tmp = getenv("TMPDIR");
+    return g_sim_cfg.has_dir ? g_sim_cfg.dir : (tmp && *tmp ? tmp : "/tmp");
+}
+
+SIM_EXPORT CUresult cuMemExportToShareableHandle(void *shareableHandle, CUmemGenericAllocationHandle handle,
+                                                 CUmemAllocationHandleType handleType, unsigned long long flags)
+{
+    CUresult rc = sim_require_init();
+    if (rc != CUDA_SUCCESS)
+        return rc;
+    if (shareableHandle == NULL || flags != 0 || handleType != CU_MEM_HANDLE_TYPE_POSIX_FILE_DESCRIPTOR)
+        return CUDA_ERROR_INVALID_VALUE;
+    pthread_mutex_lock(&g_vmm_mu);
+    struct vmm_handle *h = sim_map_get(&g_handles, handle);
+    int fd = -1;
+    if (h == NULL || (!h->exportable && h->share == 0)) {
+        rc = CUDA_ERROR_INVALID_VALUE; /* not created for this handle type */
+    } else if (h->share) {
+        fd = sim_share_fd(g_sim_sh, h->share);
+    } else {
+        fd = sim_share_export(g_sim_sh, share_dir(), g_sim_slot, h->dev, h->bytes, &h->share);
+    }
+    pthread_mutex_unlock(&g_vmm_mu);
+    if (rc != CUDA_SUCCESS)
+        return rc;
+    if (fd < 0)
+        return CUDA_ERROR_OUT_OF_MEMORY;
+    *(int *)shareableHandle = fd;
+    return CUDA_SUCCESS;
+}
+
+SIM_EXPORT CUresult cuMemImportFromShareableHandle(CUmemGenericAllocationHandle *handle, void *osHandle,
+                                                   CUmemAllocationHandleType shHandleType)
+{
+    CUresult rc = sim_require_init();
+    if (rc != CUDA_SUCCESS)
+        return rc;
+    if (handle == NULL || shHandleType != CU_MEM_HANDLE_TYPE_POSIX_FILE_DESCRIPTOR)
+        return CUDA_ERROR_INVALID_VALUE;
+    int fd = (int)(intptr_t)osHandle;
+    struct vmm_handle *h = calloc(1, sizeof *h);
+    if (h == NULL)
+        return CUDA_ERROR_OUT_OF_MEMORY;
+    if (fd < 0 || sim_share_import(g_sim_sh, fd, g_sim_slot, &h->share, &h->dev, &h->bytes) != 0) {
+        free(h);
+        return CUDA_ERROR_INVALID_VALUE;
+    }
+    h->refs = 1;
+    h->exportable = 1;
+    h->handle = sim_va_alloc(SIM_VA_HANDLE, 0, 16, 16);
+    pthread_mutex_lock(&g_vmm_mu);
+    if (h->handle == 0 || sim_map_put(&g_handles, h->handle, h) != 0) {
+        h->refs = 0;
+        maybe_free(h); /* gives the hold back unless another handle of this process names the share */
+        rc = CUDA_ERROR_OUT_OF_MEMORY;
+    } else {
+        *handle = h->handle;
+    }
+    pthread_mutex_unlock(&g_vmm_mu);
+    return rc;
 }

@@ -211,6 +211,11 @@ typedef struct CUDA_ARRAY3D_DESCRIPTOR_v1_st {
 } CUDA_ARRAY3D_DESCRIPTOR_v1;
 
 /* ---- virtual memory management and pools ---- */
+typedef enum CUlibraryOption_enum {
+    CU_LIBRARY_HOST_UNIVERSAL_FUNCTION_AND_DATA_TABLE = 0,
+    CU_LIBRARY_BINARY_IS_PRESERVED = 1
+} CUlibraryOption;
+
 typedef enum CUmemAllocationHandleType_enum {
     CU_MEM_HANDLE_TYPE_NONE = 0x0,
     CU_MEM_HANDLE_TYPE_POSIX_FILE_DESCRIPTOR = 0x1
