@@ -12,10 +12,13 @@ from __future__ import annotations
 import json
 import os
 import re
+import select
 import shutil
 import signal
 import socket
 import subprocess
+import sys
+import tempfile
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -188,8 +191,10 @@ def slurm(native: Any, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Slu
         os.mknod(dev / f"nvidia{i}", 0o666 | 0o020000, os.makedev(195, i))
     region = base / "region"
     region.mkdir(mode=0o755)
-    sim_state = base / "sim"
-    sim_state.mkdir(mode=0o700)
+    # The simulated GPUs' state, shared by every uid's processes (the escape test's task runs as a test user):
+    # a directory outside base (under a 0700 pytest directory), 0777, so the state file is 0666.
+    sim_state = Path(tempfile.mkdtemp(prefix="fcsp-slurm-sim-"))
+    sim_state.chmod(0o777)
     for d in ("state", "spool"):
         (base / d).mkdir()
     munge_sock = base / "munge.socket"
@@ -286,6 +291,7 @@ PartitionName=debug Nodes={host} Default=YES MaxTime=10 State=UP OverSubscribe=F
         lock_pid = _pidfile(region / "node.lock")  # the node daemon the plugin started
         if lock_pid:
             _stop(lock_pid)
+        shutil.rmtree(sim_state, ignore_errors=True)
 
 
 # ----------------------------------------------------------------------------------------------------
@@ -741,3 +747,134 @@ def test_cli_gres_and_check(slurm: Slurm) -> None:
         assert out.returncode == 1 and f"problem: {want}" in out.stdout, out.stdout
     bad = slurm.run(fcsp_command(), "slurm", "check", "--plugstack", "/nonexistent")
     assert bad.returncode == 1 and "/nonexistent does not exist" in bad.stdout, bad.stdout
+
+
+# ---- a step that escapes the interposer (the trust boundary: the node daemon's audit, README) --------------
+
+KILL_WITHIN = 1.0  # seconds from the escaping allocation to the kill (issue 11's audit)
+
+
+@dataclass
+class Step:
+    """A running srun whose task prints `pid=N` (its own pid, before it execs the probe) then probe rows."""
+
+    proc: subprocess.Popen[bytes]
+    _buf: bytes = b""
+
+    def line(self, prefix: str, timeout: float = 60.0) -> str:
+        """The next line of the step's stdout starting with prefix (earlier lines are skipped)."""
+        assert self.proc.stdout is not None
+        fd = self.proc.stdout.fileno()
+        deadline = time.monotonic() + timeout
+        while True:
+            while b"\n" in self._buf:
+                raw, self._buf = self._buf.split(b"\n", 1)
+                if raw.decode(errors="replace").startswith(prefix):
+                    return raw.decode(errors="replace").strip()
+            left = deadline - time.monotonic()
+            chunk = os.read(fd, 65536) if left > 0 and select.select([fd], [], [], left)[0] else b""
+            if not chunk:
+                err = self.proc.stderr.read().decode(errors="replace") if self.proc.poll() is not None else ""
+                raise AssertionError(f"no {prefix!r} line from the step (exit {self.proc.poll()}): {err}")
+            self._buf += chunk
+
+    def pid(self) -> int:
+        return int(self.line("pid=").split("=", 1)[1])
+
+    def finish(self, timeout: float = 60.0) -> tuple[int, str, str]:
+        out, err = self.proc.communicate(timeout=timeout)
+        text = (self._buf + out).decode(errors="replace")
+        return self.proc.returncode, text, err.decode(errors="replace")
+
+
+def _start_step(cluster: Slurm, script: str, stdin: int = subprocess.DEVNULL) -> Step:
+    cmd = ["srun", "--gres=gpu:1", "--fcsp-mem=1G", "sh", "-c", f'echo "pid=$$"; exec {script}']
+    return Step(subprocess.Popen(cmd, env=cluster.env, stdin=stdin, stdout=subprocess.PIPE,
+                                 stderr=subprocess.PIPE))  # fmt: skip
+
+
+# Prints `ready`, then `held <CLOCK_MONOTONIC seconds>` when NVML first shows process argv[1] holding at least
+# argv[2] bytes: the moment the audit can see it (srun's relay of the task's own output comes later).
+NVML_WATCH = """
+import sys, time, pynvml as n
+pid, want = int(sys.argv[1]), int(sys.argv[2])
+n.nvmlInit()
+gpus = [n.nvmlDeviceGetHandleByIndex(i) for i in range(n.nvmlDeviceGetCount())]
+print("ready", flush=True)
+deadline = time.monotonic() + 60
+while time.monotonic() < deadline:
+    procs = [p for h in gpus for p in n.nvmlDeviceGetComputeRunningProcesses(h) if p.pid == pid]
+    if sum(p.usedGpuMemory or 0 for p in procs) >= want:
+        print(f"held {time.monotonic():.6f}", flush=True)
+        break
+    time.sleep(0.002)
+"""
+
+
+def test_a_step_that_drops_the_interposer_is_killed(slurm: Slurm, two_uids, public_lib_dir: Path,
+                                                    node_daemon) -> None:  # fmt: skip
+    """A step under the plugin's policy (--fcsp-mem=1G) whose task becomes a test user and runs the probe
+    without LD_PRELOAD, allocating 4 GiB: the node daemon's audit finds it by its ancestry (its parent is
+    root's `slurmstepd: [J.0]`: this Slurm tracks steps with proctrack/linuxproc, no cgroups), kills it within
+    1 s of the allocation (from when NVML first shows the 4 GiB to its exit), logs pid, user, job and bytes
+    and counts it; the step fails. A capped step beside it, on the same simulated node, is left alone. The
+    daemon is the test's own `fcsp node` (the plugin's runs with --no-metrics) on the plugin's region, with
+    slurmd's environment: the same simulated node as the steps."""
+    pytest.importorskip("pynvml")  # the daemon's audit reads NVML through it, and so does the watch
+    user = two_uids[0]
+    slurm.wait_idle()
+    for pid in _node_daemons(slurm.region):  # the plugin's daemon gives the region to ours
+        _stop(pid)
+    daemon = node_daemon(slurm.env)
+    probe = public_lib_dir / "fcsp-probe"
+    capped = _start_step(slurm, f"{probe} init alloc 512M sleep 4000 alloc 768M")
+    capped_pid = capped.pid()
+    assert capped.line("alloc ").startswith("alloc ok"), "the capped step's first allocation failed"
+    escaper = _start_step(
+        slurm,
+        f"setpriv --reuid={user.uid} --regid={user.gid} --clear-groups env -u LD_PRELOAD "
+        f"LD_LIBRARY_PATH={public_lib_dir / 'sim'} {probe} init hold alloc 4G sleep 60000",
+        stdin=subprocess.PIPE,
+    )
+    pid = escaper.pid()
+    pidfd = os.pidfd_open(pid)
+    watch = subprocess.Popen([sys.executable, "-c", NVML_WATCH, str(pid), str(4 * GIB)], env=slurm.env,
+                             stdout=subprocess.PIPE, text=True)  # fmt: skip
+    try:
+        init = escaper.line("init ")
+        assert init.startswith(f"init ok dev=0 total_bytes={8 * GIB}"), f"the escape is capped: {init}"
+        assert watch.stdout is not None and watch.stdout.readline().strip() == "ready"
+        assert escaper.proc.stdin is not None
+        escaper.proc.stdin.close()  # end of the probe's `hold`: now it allocates
+        escaper.proc.stdin = None  # (closed: communicate() must not flush it)
+        assert escaper.line("alloc ").startswith("alloc ok"), "the escaping allocation failed"
+        killed = bool(select.select([pidfd], [], [], 15)[0])
+        dead = time.monotonic()
+        held = watch.communicate(timeout=60)[0]
+    finally:
+        os.close(pidfd)
+        if watch.poll() is None:
+            watch.kill()
+            watch.wait(timeout=30)
+    assert held.startswith("held "), f"NVML never showed the escape's 4 GiB: {held!r}"
+    took = dead - float(held.split()[1])
+    assert killed, "the escaping process is still running 15 s after its allocation"
+    print(f"escaped Slurm step killed {took * 1000:.0f} ms after NVML showed its allocation")
+    rc, out, err = escaper.finish()
+    assert rc != 0, (out, err)
+    log = daemon.wait_log(
+        rf"escape \(unattached\): pid={pid} user={user.name} slurm job (\d+)\.0: 4 GiB "
+        rf"\({4 * GIB} bytes\) on GPU-\S+ per the driver, not attached to fcsp; killed \(SIGKILL\)"
+    )
+    assert took < KILL_WITHIN, f"killed {took:.2f} s after its allocation: {log.group(0)}"
+    metrics = daemon.scrape()
+    counts = [ln for ln in metrics.splitlines() if ln.startswith("fcsp_escapes_total{")]
+    assert len(counts) == 1 and counts[0].endswith(" 1.0"), counts
+    for label in ('scheduler="slurm"', 'reason="unattached"', 'action="killed"'):
+        assert label in counts[0], counts
+    # the capped step: untouched, its cap still held (768 MiB more is refused), it ends well
+    rc, out, err = capped.finish()
+    assert rc == 0, (out, err)
+    allocs = _probe_rows(out, "alloc")
+    assert allocs[-1]["status"] == "fail" and allocs[-1]["err"] == "CUDA_ERROR_OUT_OF_MEMORY", out
+    assert f"pid={capped_pid} " not in daemon.log(), daemon.log()
