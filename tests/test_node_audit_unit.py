@@ -193,3 +193,37 @@ def test_unattached_context_memory_alone_is_not_an_escape(sleepers, tmp_path):
     finally:
         for d in (step, step.parent, step.parent.parent, step.parent.parent.parent, top):
             d.rmdir()
+
+
+def test_a_step_policy_newer_than_the_audits_copy_is_read_at_first_sight(sleepers, monkeypatch):
+    """Slurm's plugin writes a step's policy just before the step's tasks start, and the audit's copy of the
+    policy table may be up to POLICY_REFRESH old: a process of a job the copy does not fence makes the audit
+    read the table again the first time it sees that process (once a pass), so an escape at a step's start is
+    caught on the next pass, not up to a second later. A process already seen does not make it read again."""
+    from fcsp_core.node import audit as audit_module
+    from fcsp_core.node.audit_jobs import Job
+
+    escaper, unfenced = sleepers(), sleepers()
+    jobs = {
+        escaper: Job(scheduler="slurm", job="77.0", how="ancestry", tenants=("slurm-77.0", "slurm-77")),
+        unfenced: Job(scheduler="slurm", job="78.0", how="ancestry", tenants=("slurm-78.0", "slurm-78")),
+    }
+    monkeypatch.setattr(audit_module, "job_of", lambda pid, info=None: jobs.get(pid))
+    policy: set[str] = set()
+    reads: list[int] = []
+
+    def policy_tenants() -> set[str]:
+        reads.append(1)
+        return set(policy)
+
+    nvml = FakeNvml()
+    nvml.procs = [(unfenced, 2 * GiB)]  # a job without fcsp caps: allowed
+    config = AuditConfig(context_allowance_bytes=512 * MiB)
+    auditor = Auditor(config, nvml, Region().fill, policy_tenants)  # type: ignore[arg-type]
+    assert auditor.run_pass(now=100.0) == [] and len(reads) == 2  # the periodic read, then first sight
+    assert auditor.run_pass(now=100.2) == [] and len(reads) == 2  # seen before: no read
+    policy.add("slurm-77.0")  # the step starts: its policy, then its task, which escapes at once
+    nvml.procs = [(unfenced, 2 * GiB), (escaper, 4 * GiB)]
+    escapes = auditor.run_pass(now=100.4)  # within POLICY_REFRESH of the last periodic read
+    assert [(e.pid, e.reason, e.job) for e in escapes] == [(escaper, "unattached", "77.0")]
+    assert len(reads) == 3

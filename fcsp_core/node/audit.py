@@ -231,8 +231,8 @@ class Auditor:
         self._jobs[key] = (job, now)
         return job
 
-    def _policy_names(self, now: float) -> set[str]:
-        if now - self._policy_at >= POLICY_REFRESH:
+    def _policy_names(self, now: float, force: bool = False) -> set[str]:
+        if force or now - self._policy_at >= POLICY_REFRESH:
             names = self._policy_tenants()
             if names is not None:
                 self._policy = names
@@ -265,7 +265,9 @@ class Auditor:
             for p in snap.procs()
             if int(p.state) in (PROC_LIVE, PROC_CLAIMING)
         }
-        fenced_names = {t.name for t in tenants.values()} | self._policy_names(now)
+        tenant_names = {t.name for t in tenants.values()}
+        fenced_names = tenant_names | self._policy_names(now)
+        reread = False  # the policy table read again this pass
 
         escapes: list[Escape] = []
         unfenced: dict[str, int] = {}
@@ -283,11 +285,20 @@ class Auditor:
             infos[pid] = info
             if slot is not None and slot.start_time == info.start_time:
                 self._attached_info[pid] = info
+            first_sight = (pid, info.start_time) not in self._jobs
             job = jobs[pid] = self._job(pid, info, now)
             if slot is not None and slot.start_time != info.start_time:
                 slot = None  # a stale slot of an earlier process with this pid
             scheduler = job.scheduler if job else "none"
             fenced_job = job is not None and any(name in fenced_names for name in job.tenants)
+            if job is not None and not fenced_job and first_sight and not reread:
+                # A new process in a job our copy of the policy table does not fence: the scheduler writes
+                # a step's policy just before its tasks start, so our copy (up to POLICY_REFRESH old) may
+                # predate it. Read it again now (once a pass), or an escape at a step's start would live up
+                # to a second longer.
+                reread = True
+                fenced_names = tenant_names | self._policy_names(now, force=True)
+                fenced_job = any(name in fenced_names for name in job.tenants)
             if slot is None:
                 unfenced[scheduler] = unfenced.get(scheduler, 0) + 1
                 if fenced_job and max(per_gpu.values()) > self.config.context_allowance_bytes:
