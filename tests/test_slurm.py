@@ -17,7 +17,6 @@ import shutil
 import signal
 import socket
 import subprocess
-import sys
 import tempfile
 import time
 from collections.abc import Iterator
@@ -28,7 +27,9 @@ from typing import Any
 
 import pytest
 from support.commands import fcsp_command
+from support.daemon import NodeDaemon
 from support.probe import parse_probe
+from support.users import LocalUser
 
 from fcsp_core.config import PolicyEntry
 from fcsp_core.paths import lib_dir
@@ -793,22 +794,18 @@ def _start_step(cluster: Slurm, script: str, stdin: int = subprocess.DEVNULL) ->
                                  stderr=subprocess.PIPE))  # fmt: skip
 
 
-# Prints `ready`, then `held <CLOCK_MONOTONIC seconds>` when NVML first shows process argv[1] holding at least
-# argv[2] bytes: the moment the audit can see it (srun's relay of the task's own output comes later).
-NVML_WATCH = """
-import sys, time, pynvml as n
-pid, want = int(sys.argv[1]), int(sys.argv[2])
-n.nvmlInit()
-gpus = [n.nvmlDeviceGetHandleByIndex(i) for i in range(n.nvmlDeviceGetCount())]
-print("ready", flush=True)
-deadline = time.monotonic() + 60
-while time.monotonic() < deadline:
-    procs = [p for h in gpus for p in n.nvmlDeviceGetComputeRunningProcesses(h) if p.pid == pid]
-    if sum(p.usedGpuMemory or 0 for p in procs) >= want:
-        print(f"held {time.monotonic():.6f}", flush=True)
-        break
-    time.sleep(0.002)
-"""
+def _own_node_daemon(cluster: Slurm, node_daemon: Any) -> NodeDaemon:
+    """The test's `fcsp node` (with metrics) on the plugin's region, in place of the plugin's: slurmd's plugin
+    may be starting one just as we stop it, so stop theirs and start ours until ours holds the node lock."""
+    for _ in range(5):
+        for pid in _node_daemons(cluster.region):
+            _stop(pid)
+        try:
+            return node_daemon(cluster.env)
+        except AssertionError as exc:
+            if "already running" not in str(exc):
+                raise
+    raise AssertionError("another node daemon kept the region's lock")
 
 
 def test_a_step_that_drops_the_interposer_is_killed(slurm: Slurm, two_uids, public_lib_dir: Path,
@@ -816,52 +813,56 @@ def test_a_step_that_drops_the_interposer_is_killed(slurm: Slurm, two_uids, publ
     """A step under the plugin's policy (--fcsp-mem=1G) whose task becomes a test user and runs the probe
     without LD_PRELOAD, allocating 4 GiB: the node daemon's audit finds it by its ancestry (its parent is
     root's `slurmstepd: [J.0]`: this Slurm tracks steps with proctrack/linuxproc, no cgroups), kills it within
-    1 s of the allocation (from when NVML first shows the 4 GiB to its exit), logs pid, user, job and bytes
-    and counts it; the step fails. A capped step beside it, on the same simulated node, is left alone. The
-    daemon is the test's own `fcsp node` (the plugin's runs with --no-metrics) on the plugin's region, with
-    slurmd's environment: the same simulated node as the steps."""
-    pytest.importorskip("pynvml")  # the daemon's audit reads NVML through it, and so does the watch
+    1 s of the allocation (timed from the end of the probe's `hold`, just before it), logs pid, user, job and
+    bytes and counts it; the step fails. A capped step beside it, on the same simulated node, is left alone.
+    The daemon is the test's own `fcsp node` (the plugin's runs with --no-metrics) on the plugin's region,
+    with slurmd's environment: the same simulated node as the steps."""
+    pytest.importorskip("pynvml")  # the daemon's audit reads NVML through it
     user = two_uids[0]
     slurm.wait_idle()
-    for pid in _node_daemons(slurm.region):  # the plugin's daemon gives the region to ours
-        _stop(pid)
-    daemon = node_daemon(slurm.env)
+    daemon = _own_node_daemon(slurm, node_daemon)
     probe = public_lib_dir / "fcsp-probe"
+    steps: list[Step] = []
+    try:
+        _escape_beside_a_capped_step(slurm, user, probe, daemon, steps)
+    finally:
+        for step in steps:  # a failure above leaves them running: srun ends its step on SIGTERM
+            if step.proc.poll() is None:
+                step.proc.terminate()
+                step.proc.communicate(timeout=60)
+
+
+def _escape_beside_a_capped_step(
+    slurm: Slurm, user: LocalUser, probe: Path, daemon: NodeDaemon, steps: list[Step]
+) -> None:
     capped = _start_step(slurm, f"{probe} init alloc 512M sleep 4000 alloc 768M")
+    steps.append(capped)
     capped_pid = capped.pid()
     assert capped.line("alloc ").startswith("alloc ok"), "the capped step's first allocation failed"
     escaper = _start_step(
         slurm,
         f"setpriv --reuid={user.uid} --regid={user.gid} --clear-groups env -u LD_PRELOAD "
-        f"LD_LIBRARY_PATH={public_lib_dir / 'sim'} {probe} init hold alloc 4G sleep 60000",
+        f"LD_LIBRARY_PATH={probe.parent / 'sim'} {probe} init hold alloc 4G sleep 60000",
         stdin=subprocess.PIPE,
     )
+    steps.append(escaper)
     pid = escaper.pid()
     pidfd = os.pidfd_open(pid)
-    watch = subprocess.Popen([sys.executable, "-c", NVML_WATCH, str(pid), str(4 * GIB)], env=slurm.env,
-                             stdout=subprocess.PIPE, text=True)  # fmt: skip
     try:
         init = escaper.line("init ")
         assert init.startswith(f"init ok dev=0 total_bytes={8 * GIB}"), f"the escape is capped: {init}"
-        assert watch.stdout is not None and watch.stdout.readline().strip() == "ready"
         assert escaper.proc.stdin is not None
+        released = time.monotonic()  # before the allocation: took is an upper bound
         escaper.proc.stdin.close()  # end of the probe's `hold`: now it allocates
         escaper.proc.stdin = None  # (closed: communicate() must not flush it)
-        assert escaper.line("alloc ").startswith("alloc ok"), "the escaping allocation failed"
         killed = bool(select.select([pidfd], [], [], 15)[0])
-        dead = time.monotonic()
-        held = watch.communicate(timeout=60)[0]
+        took = time.monotonic() - released
     finally:
         os.close(pidfd)
-        if watch.poll() is None:
-            watch.kill()
-            watch.wait(timeout=30)
-    assert held.startswith("held "), f"NVML never showed the escape's 4 GiB: {held!r}"
-    took = dead - float(held.split()[1])
-    assert killed, "the escaping process is still running 15 s after its allocation"
-    print(f"escaped Slurm step killed {took * 1000:.0f} ms after NVML showed its allocation")
+    assert killed, "the escaping process is still running 15 s after it was let allocate"
+    print(f"escaped Slurm step killed {took * 1000:.0f} ms after it was let allocate")
     rc, out, err = escaper.finish()
-    assert rc != 0, (out, err)
+    assert rc != 0 and "alloc ok" in out, (out, err)  # it held its 4 GiB, then died: the step failed
     log = daemon.wait_log(
         rf"escape \(unattached\): pid={pid} user={user.name} slurm job (\d+)\.0: 4 GiB "
         rf"\({4 * GIB} bytes\) on GPU-\S+ per the driver, not attached to fcsp; killed \(SIGKILL\)"
