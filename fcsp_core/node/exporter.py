@@ -1,7 +1,7 @@
 """The Prometheus collector: every collect() reads one region snapshot and turns it into metric families (no
 state mirrored in the background; the SM-time ratio, which needs two readings, comes from rates.py).
 
-Naming follows Prometheus' guide and FACTS.md: `fcsp_` prefix, base units, `_total` counters, ratios 0..1.
+Naming follows Prometheus' naming guide: `fcsp_` prefix, base units, `_total` counters, ratios 0..1.
 GPU series carry dcgm-exporter's `gpu`, `UUID` and `hostname` labels (so dashboards can join the two),
 tenant series add `tenant`, `job_id`, `user` and `scheduler` (labels.py). A tenant's series exist while the
 tenant does.
@@ -25,7 +25,7 @@ from fcsp_core._native import c_string
 from fcsp_core.node.labels import LabelCache
 from fcsp_core.node.nvml import NvmlView
 from fcsp_core.node.rates import SmTimeRates
-from fcsp_core.region_node import PROC_LIVE, RawSnapshot, snapshot_struct_fields
+from fcsp_core.region_node import PROC_LIVE, TENANT_CLOSING, RawSnapshot, snapshot_struct_fields
 
 GPU_LABELS = ["gpu", "UUID", "hostname"]
 TENANT_LABELS = ["hostname", "tenant", "job_id", "user", "scheduler"]
@@ -310,7 +310,7 @@ class FcspCollector(Collector):
             tenant_values = [host, lab.tenant, lab.job_id, lab.user, lab.scheduler]
             for spec, family in zip(self._tenant_specs, t_families, strict=True):
                 value = getattr(t, spec.field)
-                if spec.field == "nprocs" and value == 0xFFFFFFFF:  # FCSP_TENANT_CLOSING
+                if spec.field == "nprocs" and value == TENANT_CLOSING:
                     value = 0
                 family.add_metric(tenant_values, value * spec.scale)
             for region_index, gpu_values in gpu_labels.items():

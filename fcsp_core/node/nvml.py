@@ -1,5 +1,7 @@
 """What NVML says about the GPUs, through pynvml when it is importable: each GPU's index (the `gpu` label
-dcgm-exporter uses) and the memory of processes that are not under fcsp.
+dcgm-exporter uses) and the memory of processes that are not under fcsp (NvmlView, the daemon's), and the
+node's GPUs with their minor numbers and memory (list_gpus, for the Ray and Slurm integrations). The one
+NVML reader in Python; under `fcsp sim` it reads the simulated NVML.
 
 Optional by design: without pynvml or a driver, the exporter labels GPUs by their region index and leaves out
 fcsp_gpu_unmanaged_memory_bytes.
@@ -11,6 +13,7 @@ import logging
 import threading
 import time
 from collections.abc import Collection
+from dataclasses import dataclass
 from typing import Any
 
 log = logging.getLogger("fcsp.node")
@@ -133,3 +136,73 @@ class NvmlView:
             return None
         fcsp = sum(used for pid, used in procs if pid in fcsp_pids)
         return sum(used for _, used in procs) - fcsp, fcsp
+
+
+# ------------------------------------------------------------------------------------------------------
+# The node's GPUs, read once (for `fcsp ray resources` and `fcsp slurm gres|check`): the one NVML reader
+# the integrations share with the daemon.
+# ------------------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Gpu:
+    """One GPU as NVML reports it."""
+
+    index: int  # NVML's index (nvidia-smi's numbering)
+    minor: int  # /dev/nvidia<minor>
+    name: str
+    uuid: str
+    total_bytes: int
+
+
+class NvmlError(RuntimeError):
+    """NVML cannot say what GPUs this node has (the message says why)."""
+
+
+class NvmlMissingError(NvmlError):
+    """pynvml (the nvidia-ml-py package) is not installed: this node cannot tell whether it has GPUs."""
+
+
+class NoGpuError(NvmlError):
+    """No NVIDIA driver answers here (a CPU node), or NVML reports no GPU."""
+
+
+def _text(value: str | bytes) -> str:
+    return value.decode(errors="replace") if isinstance(value, bytes) else str(value)
+
+
+def list_gpus() -> list[Gpu]:
+    """Every GPU NVML sees, by index (empty when the driver has none); raises NvmlMissingError without
+    pynvml, NoGpuError when no driver answers, NvmlError when a query fails."""
+    try:
+        import pynvml
+    except ImportError:
+        raise NvmlMissingError(
+            "pynvml is not installed, so this node's GPUs cannot be read: pip install nvidia-ml-py"
+        ) from None
+    try:
+        pynvml.nvmlInit()
+    except (pynvml.NVMLError, OSError) as exc:
+        raise NoGpuError(f"no NVIDIA driver answers here (NVML: {exc})") from None
+    try:
+        gpus = []
+        for i in range(int(pynvml.nvmlDeviceGetCount())):
+            handle = pynvml.nvmlDeviceGetHandleByIndex(i)
+            try:
+                minor = int(pynvml.nvmlDeviceGetMinorNumber(handle))
+            except pynvml.NVMLError:
+                minor = i
+            gpus.append(
+                Gpu(
+                    index=i,
+                    minor=minor,
+                    name=_text(pynvml.nvmlDeviceGetName(handle)),
+                    uuid=_text(pynvml.nvmlDeviceGetUUID(handle)),
+                    total_bytes=int(pynvml.nvmlDeviceGetMemoryInfo(handle).total),
+                )
+            )
+        return gpus
+    except pynvml.NVMLError as exc:
+        raise NvmlError(f"NVML cannot list this node's GPUs: {exc}") from None
+    finally:
+        pynvml.nvmlShutdown()
