@@ -14,11 +14,11 @@ from typing import Any
 
 import cffi
 
-from fcsp_core import paths
+from fcsp_core import c_constants, paths
+from fcsp_core.c_constants import read_cdef
 
-CDEF_BEGIN = "/* FCSP_CDEF_BEGIN */"
-CDEF_END = "/* FCSP_CDEF_END */"
-ERR_LEN = 256  # FCSP_ERR_LEN in limits.h
+_C = c_constants.constants()  # fcsp_api.h's and limits.h's #defines, read by cffi from the headers
+ERR_LEN: int = _C.FCSP_ERR_LEN
 
 _lock = threading.Lock()
 
@@ -27,15 +27,6 @@ _lock = threading.Lock()
 class Native:
     ffi: cffi.FFI
     lib: Any  # the cffi library object: attributes are the C functions and #define constants
-
-
-def read_cdef(header_text: str) -> str:
-    """The cffi cdef: the text between the FCSP_CDEF markers of fcsp_api.h."""
-    start = header_text.find(CDEF_BEGIN)
-    end = header_text.find(CDEF_END)
-    if start < 0 or end < start:
-        raise ValueError(f"fcsp_api.h has no {CDEF_BEGIN} ... {CDEF_END} block")
-    return header_text[start + len(CDEF_BEGIN) : end]
 
 
 @functools.cache
@@ -77,15 +68,7 @@ def c_string(value: Any) -> str:
 # Errors
 # --------------------------------------------------------------------------------------------------
 
-ERROR_NAMES: dict[int, str] = {
-    -1: "FCSP_EINVAL",
-    -2: "FCSP_ENOENT",
-    -3: "FCSP_ESTALE",
-    -4: "FCSP_EFULL",
-    -5: "FCSP_EPERM",
-    -6: "FCSP_EIO",
-    -7: "FCSP_EBUSY",
-}
+ERROR_NAMES: dict[int, str] = {code: name for name, code in c_constants.named("FCSP_E").items() if code < 0}
 
 
 class FcspError(Exception):
@@ -130,13 +113,13 @@ class FcspBusyError(FcspError):
 
 
 _ERROR_CLASSES: dict[int, type[FcspError]] = {
-    -1: FcspInvalidError,
-    -2: FcspNotFoundError,
-    -3: FcspStaleError,
-    -4: FcspFullError,
-    -5: FcspPermissionError,
-    -6: FcspIOError,
-    -7: FcspBusyError,
+    _C.FCSP_EINVAL: FcspInvalidError,
+    _C.FCSP_ENOENT: FcspNotFoundError,
+    _C.FCSP_ESTALE: FcspStaleError,
+    _C.FCSP_EFULL: FcspFullError,
+    _C.FCSP_EPERM: FcspPermissionError,
+    _C.FCSP_EIO: FcspIOError,
+    _C.FCSP_EBUSY: FcspBusyError,
 }
 
 

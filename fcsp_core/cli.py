@@ -11,10 +11,9 @@ import os
 import signal
 import sys
 from collections.abc import Sequence
+from importlib.metadata import entry_points
 from pathlib import Path
-
-from fcsp_ray import command as ray_command
-from fcsp_slurm import cli as slurm_command
+from types import ModuleType
 
 from fcsp_core import __version__, launch, paths, region, views
 from fcsp_core.config import (
@@ -29,11 +28,11 @@ from fcsp_core.config import (
     PolicyEntry,
     SimSettings,
     TenantLimits,
+    check_env,
     check_tenant_name,
     parse_mem_limit,
     parse_size_bytes,
     parse_sm_limit,
-    read_env,
     read_sim_env,
 )
 from fcsp_core.fmt import format_bytes
@@ -220,7 +219,24 @@ def _formatter(prog: str) -> argparse.HelpFormatter:
     return argparse.RawDescriptionHelpFormatter(prog, max_help_position=28, width=110)
 
 
-def build_parser() -> argparse.ArgumentParser:
+COMMAND_ENTRY_POINTS = "fcsp.commands"  # pyproject.toml: a module with register(sub, formatter) and run(args)
+
+
+def integration_commands() -> dict[str, ModuleType]:
+    """The integrations' subcommands (`fcsp ray`, `fcsp slurm`), found through the installed package's entry
+    points: the core never imports its integrations by name. One that cannot be imported is left out, with
+    one line on stderr."""
+    found: dict[str, ModuleType] = {}
+    for point in sorted(entry_points(group=COMMAND_ENTRY_POINTS), key=lambda p: p.name):
+        try:
+            found[point.name] = point.load()
+        except ImportError as exc:
+            print(f"fcsp: `fcsp {point.name}` is unavailable ({point.value}: {exc})", file=sys.stderr)
+    return found
+
+
+def build_parser(integrations: dict[str, ModuleType] | None = None) -> argparse.ArgumentParser:
+    """fcsp's argument parser, with the subcommands of `integrations` (default: integration_commands())."""
     parser = argparse.ArgumentParser(
         prog="fcsp",
         description="fcsp: fractional GPUs that are really fenced (memory caps and SM shares per job).",
@@ -317,8 +333,8 @@ def build_parser() -> argparse.ArgumentParser:
         add_help=False,
     )
     node_command.register(sub, _formatter)
-    slurm_command.register(sub, _formatter)
-    ray_command.register(sub, _formatter)
+    for module in (integration_commands() if integrations is None else integrations).values():
+        module.register(sub, _formatter)
     return parser
 
 
@@ -403,7 +419,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     except ValueError as exc:
         raise UsageError(f"fcsp run: --gpu: {exc}") from None
     try:
-        read_env(env)  # what libfcsp will read in CMD: an inherited bad value stops us here, not there
+        check_env(env)  # what libfcsp will read in CMD: an inherited bad value stops us here, not there
+        read_sim_env(env)  # and the simulated driver, if CMD runs on it
     except EnvError as exc:
         text = str(exc).removeprefix("fcsp: ")
         raise UsageError(f"fcsp run: in the environment, {text}") from None
@@ -540,14 +557,13 @@ COMMANDS = {
     "limit": cmd_limit,
     "demo": cmd_demo,
     "node": node_command.run,
-    "slurm": slurm_command.run,
-    "ray": ray_command.run,
 }
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of `fcsp`; returns the exit status (and exits with it when run as a script)."""
-    parser = build_parser()
+    integrations = integration_commands()
+    parser = build_parser(integrations)
     argv = sys.argv[1:] if argv is None else list(argv)
     if argv[:1] == ["probe"]:  # every argument is the probe's, --help too
         try:
@@ -559,7 +575,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return 128 + signal.SIGPIPE
     args = parser.parse_args(argv)
     try:
-        return COMMANDS[args.command_name](args)
+        command = COMMANDS.get(args.command_name)
+        return command(args) if command else integrations[args.command_name].run(args)
     except UsageError as exc:
         print(exc, file=sys.stderr)
         return EXIT_USAGE

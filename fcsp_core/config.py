@@ -1,4 +1,4 @@
-"""Config models for what the CLI and the node daemon parse, and the reader of the FCSP_* environment.
+"""Config models for what the CLI and the node daemon parse, and the checks of the FCSP_* environment.
 
 Values are parsed once, at the edge, into models whose field names carry their units (mem_limit_bytes,
 sm_limit_pct). Memory and SM limits are parsed by libfcsp's own parsers (one grammar for C and Python).
@@ -10,15 +10,15 @@ import os
 import re
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Annotated, Literal, cast
+from typing import Annotated
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_validator
 
-from fcsp_core import _native
+from fcsp_core import _native, c_constants
 
-MAX_GPUS = 16  # FCSP_MAX_GPUS
-NAME_LEN = 64  # FCSP_NAME_LEN, with the NUL
-UUID_LEN = 48  # FCSP_UUID_LEN, with the NUL
+MAX_GPUS: int = c_constants.constants().FCSP_MAX_GPUS
+NAME_LEN: int = c_constants.constants().FCSP_NAME_LEN  # with the NUL
+UUID_LEN: int = c_constants.constants().FCSP_UUID_LEN  # with the NUL
 SIM_MAX_GPUS = 8  # the simulated driver's limits (sim/sim_config.h)
 SIM_MAX_SMS = 1024
 
@@ -57,13 +57,6 @@ class MemLimit(_Model):
         if (self.limit_bytes is None) == (self.limit_pct is None):
             raise ValueError("a memory limit is either limit_bytes or limit_pct, exactly one")
         return self
-
-    def resolve_bytes(self, total_bytes: int) -> int:
-        """The cap in bytes on a GPU with total_bytes of memory."""
-        if self.limit_bytes is not None:
-            return self.limit_bytes
-        assert self.limit_pct is not None
-        return int(total_bytes * self.limit_pct / 100.0)
 
     def to_env(self) -> str:
         """The value for FCSP_MEM_LIMIT (re-parsed by the C library: bytes or a percentage)."""
@@ -177,11 +170,16 @@ class PolicyEntry(_Model):
 
 
 class EnvError(ValueError):
-    """An invalid FCSP_* value; str() is one line naming the variable, the value and what is accepted."""
+    """An invalid FCSP_* value; str() is one line naming the variable, the value and what is accepted (or
+    `line`, the one libfcsp wrote about it)."""
 
-    def __init__(self, name: str, value: str, reason: str, accepts: str | None = None) -> None:
+    def __init__(
+        self, name: str, value: str, reason: str = "", accepts: str | None = None, *, line: str | None = None
+    ) -> None:
         reason = reason.rstrip(".")
-        if accepts is None and f"'{value}'" in reason:
+        if line is not None:
+            super().__init__(f"fcsp: {line}")
+        elif accepts is None and f"'{value}'" in reason:
             # A C parser's message: it already quotes the value and says what is accepted.
             super().__init__(f"fcsp: {name}: {reason}")
         else:
@@ -201,21 +199,6 @@ class SimSettings(_Model):
     state_dir: Path | None = None
 
 
-OnInitFailure = Literal["passthrough", "fail"]
-
-
-class EnvConfig(_Model):
-    """Everything fcsp reads from FCSP_* variables."""
-
-    limits: TenantLimits = Field(default_factory=TenantLimits)
-    region_dir: Path | None = None
-    on_init_failure: OnInitFailure | None = None
-    sim: SimSettings = Field(default_factory=SimSettings)
-
-
-_PER_GPU = re.compile(r"^FCSP_(MEM|SM)_LIMIT_(\d+)$")
-
-
 def _int_var(name: str, value: str, low: int, high: int | None) -> int:
     accepts = f"an integer {low}..{high}" if high is not None else f"an integer >= {low}"
     try:
@@ -225,20 +208,6 @@ def _int_var(name: str, value: str, low: int, high: int | None) -> int:
     if number < low or (high is not None and number > high):
         raise EnvError(name, value, "out of range", accepts)
     return number
-
-
-def _mem_var(name: str, value: str) -> MemLimit:
-    try:
-        return parse_mem_limit(value)
-    except ValueError as exc:
-        raise EnvError(name, value, str(exc)) from None
-
-
-def _sm_var(name: str, value: str) -> int:
-    try:
-        return parse_sm_limit(value)
-    except ValueError as exc:
-        raise EnvError(name, value, str(exc)) from None
 
 
 def check_tenant_name(value: str) -> str:
@@ -274,59 +243,16 @@ def read_sim_env(environ: Mapping[str, str] | None = None) -> SimSettings:
     )
 
 
-def read_env(environ: Mapping[str, str] | None = None) -> EnvConfig:
-    """Parse the FCSP_* variables of `environ` (default os.environ); EnvError on the first bad value."""
+def check_env(environ: Mapping[str, str] | None = None) -> None:
+    """What libfcsp will read from `environ` (default os.environ) in a job, checked by libfcsp's own reader:
+    EnvError with the line the library would print for the first value it refuses."""
     env = os.environ if environ is None else environ
-
-    def get(name: str) -> str | None:
-        return env.get(name) or None  # set but empty counts as unset
-
-    tenant = get("FCSP_TENANT")
-    if tenant is not None:
-        try:
-            check_tenant_name(tenant)
-        except ValueError as exc:
-            raise EnvError("FCSP_TENANT", tenant, str(exc)) from None
-    mem_text = get("FCSP_MEM_LIMIT")
-    sm_text = get("FCSP_SM_LIMIT")
-
-    per_gpu_mem: dict[int, MemLimit] = {}
-    per_gpu_sm: dict[int, int] = {}
-    for name in sorted(env):
-        match = _PER_GPU.match(name)
-        value = env[name]
-        if not match or value == "":
-            continue
-        index = int(match.group(2))
-        if index >= MAX_GPUS:
-            accepts = f"GPU indices 0..{MAX_GPUS - 1}"
-            raise EnvError(name, value, f"GPU index {index} is out of range", accepts)
-        if match.group(1) == "MEM":
-            per_gpu_mem[index] = _mem_var(name, value)
-        else:
-            per_gpu_sm[index] = _sm_var(name, value)
-    gpus = {
-        index: GpuLimits(mem_limit=per_gpu_mem.get(index), sm_limit_pct=per_gpu_sm.get(index))
-        for index in sorted(set(per_gpu_mem) | set(per_gpu_sm))
-    }
-    limits = TenantLimits(
-        tenant=tenant,
-        mem_limit=_mem_var("FCSP_MEM_LIMIT", mem_text) if mem_text is not None else None,
-        sm_limit_pct=_sm_var("FCSP_SM_LIMIT", sm_text) if sm_text is not None else None,
-        gpus=gpus,
-    )
-
-    on_failure = get("FCSP_ON_INIT_FAILURE")
-    if on_failure is not None and on_failure not in ("passthrough", "fail"):
-        raise EnvError("FCSP_ON_INIT_FAILURE", on_failure, "unknown mode", "passthrough or fail")
-
-    sim = read_sim_env(env)
-    region_dir = get("FCSP_REGION_DIR")
-    if region_dir is not None and not region_dir.startswith("/"):
-        raise EnvError("FCSP_REGION_DIR", region_dir, "not an absolute path", "an absolute directory path")
-    return EnvConfig(
-        limits=limits,
-        region_dir=Path(region_dir) if region_dir is not None else None,
-        on_init_failure=cast("OnInitFailure | None", on_failure),  # checked against the Literal above
-        sim=sim,
-    )
+    nat = _native.native()
+    items = [nat.ffi.new("char[]", os.fsencode(f"{k}={v}")) for k, v in env.items() if k.startswith("FCSP_")]
+    envp = nat.ffi.new("char *[]", [*items, nat.ffi.NULL])
+    err = _native.err_buffer()
+    if nat.lib.fcsp_env_check(envp, err, _native.ERR_LEN) == 0:
+        return
+    message = _native.c_string(err) or "invalid FCSP_* configuration"
+    name = message.split("=", 1)[0]
+    raise EnvError(name, env.get(name, ""), line=message)

@@ -1,8 +1,8 @@
 """Where the installed native parts live.
 
 `pip install .` puts libfcsp.so, the simulated driver (sim/libcuda.so.1, sim/libnvidia-ml.so.1), the
-probe program and the C API header under fcsp_core/lib. $FCSP_LIB_DIR replaces that directory (tests
-point it at sanitizer builds).
+probe program and the C API headers (include/fcsp_api.h, include/fcsp/limits.h) under fcsp_core/lib.
+$FCSP_LIB_DIR replaces that directory (tests point it at sanitizer builds).
 """
 
 from __future__ import annotations
@@ -51,17 +51,26 @@ def probe_path() -> Path:
     return _existing(lib_dir() / "fcsp-probe", "fcsp-probe")
 
 
-def api_header_path() -> Path:
-    """fcsp_api.h, whose FCSP_CDEF block is the cffi cdef.
-
-    Installed next to the library (lib/include/fcsp_api.h); in a source tree it is under native/include/fcsp.
-    """
+def _header(installed: str) -> Path:
+    """A C header installed under lib/include (`installed`, relative to it); in a source tree the same header
+    is under native/include/fcsp."""
     candidates = [
-        lib_dir() / "include" / "fcsp_api.h",
-        PACKAGE_DIR / "lib" / "include" / "fcsp_api.h",
-        PACKAGE_DIR / "native" / "include" / "fcsp" / "fcsp_api.h",
+        lib_dir() / "include" / installed,
+        PACKAGE_DIR / "lib" / "include" / installed,
+        PACKAGE_DIR / "native" / "include" / "fcsp" / Path(installed).name,
     ]
     for candidate in candidates:
         if candidate.is_file():
             return candidate
-    raise NativeMissingError(f"fcsp: fcsp_api.h not found at {candidates[0]}; {_REINSTALL}")
+    raise NativeMissingError(f"fcsp: {Path(installed).name} not found at {candidates[0]}; {_REINSTALL}")
+
+
+def api_header_path() -> Path:
+    """fcsp_api.h, whose FCSP_CDEF block is the cffi cdef (lib/include/fcsp_api.h)."""
+    return _header("fcsp_api.h")
+
+
+def limits_header_path() -> Path:
+    """limits.h, the fixed sizes (FCSP_MAX_GPUS, FCSP_NAME_LEN, ...) fcsp_api.h includes
+    (lib/include/fcsp/limits.h)."""
+    return _header("fcsp/limits.h")

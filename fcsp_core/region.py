@@ -13,7 +13,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, computed_field
 
-from fcsp_core import _native
+from fcsp_core import _native, c_constants
 from fcsp_core._native import (
     FcspBusyError,
     FcspError,
@@ -55,11 +55,14 @@ __all__ = [
 ]
 
 _PATH_MAX = 4096
-_TENANT_EPHEMERAL = 1
-_TENANT_POLICY = 2
-_TENANT_CLOSING = 0xFFFFFFFF
-_PROC_STATES = {0: "free", 1: "claiming", 2: "live", 3: "reaping"}
-_FILE_STATES = {0: "mapped", 1: "refused", 2: "absent"}
+_C = c_constants.constants()
+_PROC_STATES = {
+    _C.FCSP_PROC_INFO_FREE: "free",
+    _C.FCSP_PROC_INFO_CLAIMING: "claiming",
+    _C.FCSP_PROC_INFO_LIVE: "live",
+    _C.FCSP_PROC_INFO_REAPING: "reaping",
+}
+_FILE_STATES = {_C.FCSP_FILE_MAPPED: "mapped", _C.FCSP_FILE_REFUSED: "refused", _C.FCSP_FILE_ABSENT: "absent"}
 
 
 # --------------------------------------------------------------------------------------------------
@@ -328,10 +331,10 @@ def _snapshot_model(snap: Any, region_dir: str, region_file: str) -> Snapshot:
                 index=int(t.index),
                 name=name,
                 uid=int(t.uid),
-                nprocs=0 if nprocs == _TENANT_CLOSING else nprocs,
-                closing=nprocs == _TENANT_CLOSING,
-                ephemeral=bool(t.flags & _TENANT_EPHEMERAL),
-                from_policy=bool(t.flags & _TENANT_POLICY),
+                nprocs=0 if nprocs == _C.FCSP_TENANT_INFO_CLOSING else nprocs,
+                closing=nprocs == _C.FCSP_TENANT_INFO_CLOSING,
+                ephemeral=bool(t.flags & _C.FCSP_TENANT_INFO_EPHEMERAL),
+                from_policy=bool(t.flags & _C.FCSP_TENANT_INFO_POLICY),
                 created_ns=int(t.created_ns),
                 gpus=[
                     TenantGpuUsage(

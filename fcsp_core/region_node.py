@@ -13,17 +13,18 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
-from fcsp_core import _native
+from fcsp_core import _native, c_constants
 from fcsp_core.config import MAX_GPUS
 from fcsp_core.region import Region
 
-REAP_RECOMPUTED = 1  # FCSP_REAP_RECOMPUTED
-REAP_PENDING = 2  # FCSP_REAP_PENDING
-REAP_DEFERRED = 4  # FCSP_REAP_DEFERRED
-PROC_LIVE = 2  # FCSP_PROC_LIVE
-TENANT_EPHEMERAL = 1  # FCSP_TENANT_EPHEMERAL
-TENANT_POLICY = 2  # FCSP_TENANT_POLICY
-TENANT_CLOSING = 0xFFFFFFFF
+_C = c_constants.constants()  # fcsp_api.h's #defines
+REAP_RECOMPUTED: int = _C.FCSP_REAP_RECOMPUTED
+REAP_PENDING: int = _C.FCSP_REAP_PENDING
+REAP_DEFERRED: int = _C.FCSP_REAP_DEFERRED
+PROC_LIVE: int = _C.FCSP_PROC_INFO_LIVE
+TENANT_EPHEMERAL: int = _C.FCSP_TENANT_INFO_EPHEMERAL
+TENANT_POLICY: int = _C.FCSP_TENANT_INFO_POLICY
+TENANT_CLOSING: int = _C.FCSP_TENANT_INFO_CLOSING
 
 
 @dataclass(frozen=True)

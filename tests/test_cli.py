@@ -6,7 +6,6 @@ from __future__ import annotations
 import json
 import os
 import re
-import shutil
 import signal
 import subprocess
 import sys
@@ -14,6 +13,7 @@ import time
 from pathlib import Path
 
 import pytest
+from support.commands import fcsp_command
 
 from fcsp_core import fmt, launch, paths
 from fcsp_core.config import MemLimit, TenantLimits
@@ -21,18 +21,10 @@ from fcsp_core.demo import parse_probe_line
 
 GiB = 1 << 30
 MiB = 1 << 20
-SUBCOMMANDS = ["run", "sim", "status", "lib-path", "demo"]
+SUBCOMMANDS = ["run", "sim", "status", "lib-path", "demo", "node", "ray", "slurm"]
 
 
-def _fcsp_script() -> str:
-    beside = Path(sys.executable).parent / "fcsp"
-    found = str(beside) if beside.exists() else shutil.which("fcsp")
-    if not found:
-        pytest.fail("the fcsp command is not installed: pip install '.[test]'")
-    return found
-
-
-FCSP = _fcsp_script()
+FCSP = fcsp_command()
 SANITIZER_PRELOAD = [
     p for p in os.environ.get("LD_PRELOAD", "").replace(":", " ").split() if "san.so" in Path(p).name
 ]
@@ -74,6 +66,19 @@ def test_help_lists_every_command(env):
     assert out.returncode == 0, out.stderr
     for name in SUBCOMMANDS:
         assert name in out.stdout
+
+
+def test_the_core_imports_no_integration_until_asked(env):
+    """fcsp_core.cli finds `fcsp ray` and `fcsp slurm` through entry points: importing it loads neither."""
+    code = (
+        "import sys, fcsp_core.cli\n"
+        "print(sorted(m for m in sys.modules if m.startswith(('fcsp_ray', 'fcsp_slurm'))))\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"
+    for name in ("ray", "slurm"):
+        sub = fcsp(name, "--help", env=env)
+        assert sub.returncode == 0 and f"fcsp {name}" in sub.stdout, sub.stderr
 
 
 @pytest.mark.parametrize(

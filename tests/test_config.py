@@ -1,5 +1,5 @@
-"""Config models, the FCSP_* environment reader, the C parsers and the policy table, through the installed
-package (run with `pytest`, which imports fcsp_core from site-packages)."""
+"""Config models, the FCSP_* environment check (libfcsp's own reader), the C parsers and the policy table,
+through the installed package (run with `pytest`, which imports fcsp_core from site-packages)."""
 
 from __future__ import annotations
 
@@ -8,19 +8,22 @@ import os
 import pytest
 from pydantic import ValidationError
 
-from fcsp_core import _native, paths, region
+from fcsp_core import __version__, _native, c_constants, paths, region
 from fcsp_core.config import (
+    MAX_GPUS,
+    NAME_LEN,
+    UUID_LEN,
     EnvError,
     GpuLimits,
     MemLimit,
     PolicyEntry,
     PolicyGpuLimit,
     TenantLimits,
+    check_env,
     check_tenant_name,
     parse_mem_limit,
     parse_size_bytes,
     parse_sm_limit,
-    read_env,
     read_sim_env,
 )
 
@@ -36,8 +39,6 @@ MiB = 1 << 20
 def test_mem_limit_is_bytes_or_percent_exactly():
     assert MemLimit(limit_bytes=GiB).to_env() == str(GiB)
     assert MemLimit(limit_pct=12.5).to_env() == "12.5%"
-    assert MemLimit(limit_pct=50).resolve_bytes(80 * GiB) == 40 * GiB
-    assert MemLimit(limit_bytes=6 * GiB).resolve_bytes(80 * GiB) == 6 * GiB
     assert MemLimit(limit_bytes=6 * GiB).describe() == "6 GiB"
     assert MemLimit(limit_pct=50).describe() == "50% of the GPU"
     with pytest.raises(ValidationError):
@@ -109,14 +110,33 @@ def test_policy_entry_validation():
 
 def test_read_cdef_needs_the_markers():
     with pytest.raises(ValueError, match="FCSP_CDEF_BEGIN"):
-        _native.read_cdef("int f(void);")
+        c_constants.read_cdef("int f(void);")
     text = "x\n/* FCSP_CDEF_BEGIN */\nint f(void);\n/* FCSP_CDEF_END */\ny"
-    assert _native.read_cdef(text).strip() == "int f(void);"
+    assert c_constants.read_cdef(text).strip() == "int f(void);"
+
+
+def test_python_reads_the_c_constants():
+    """config's sizes are limits.h's (through cffi), the API's defines are read too, and the cdef's struct
+    arrays agree with the sizes."""
+    limits = c_constants.constants()
+    assert MAX_GPUS == limits.FCSP_MAX_GPUS == 16
+    assert (NAME_LEN, UUID_LEN) == (limits.FCSP_NAME_LEN, limits.FCSP_UUID_LEN)
+    header = '#ifndef G\n#define G\n#define FCSP_X 7 /* why */\n#define FCSP_Y 0xFF\n#define FCSP_Z "s"\n'
+    assert c_constants.cdef(header) == "#define FCSP_X 7\n#define FCSP_Y 0xFF\n"
+    errors = {name: code for name, code in c_constants.named("FCSP_E").items() if code < 0}
+    assert errors["FCSP_EINVAL"] == -1 and len(errors) == len(set(errors.values())) >= 7
+    assert {code: name for name, code in errors.items()} == _native.ERROR_NAMES
+    assert isinstance(_native.make_error(errors["FCSP_EBUSY"], "busy", "x"), _native.FcspBusyError)
+    ffi = _native.native().ffi
+    fields = dict(ffi.typeof("struct fcsp_snapshot").fields)
+    assert fields["gpus"].type.length == MAX_GPUS
+    assert dict(ffi.typeof("struct fcsp_gpu_info").fields)["uuid"].type.length == UUID_LEN
+    assert dict(ffi.typeof("struct fcsp_policy_in").fields)["tenant"].type.length == NAME_LEN
 
 
 def test_installed_header_has_the_cdef():
     header = paths.api_header_path()
-    cdef = _native.read_cdef(header.read_text())
+    cdef = c_constants.read_cdef(header.read_text())
     assert "fcsp_region_snapshot" in cdef and "#include" not in cdef
 
 
@@ -180,44 +200,27 @@ def test_parse_sm_limit_refuses(text):
 # ---------------------------------------------------------------------------------------------------
 
 
-def test_read_env_everything():
+def test_check_env_accepts_what_libfcsp_accepts():
     env = {
         "FCSP_TENANT": "job-7",
         "FCSP_MEM_LIMIT": "4G",
         "FCSP_MEM_LIMIT_1": "50%",
         "FCSP_SM_LIMIT": "30",
         "FCSP_SM_LIMIT_2": "70%",
-        "FCSP_REGION_DIR": "/run/fcsp-test",
         "FCSP_ON_INIT_FAILURE": "fail",
-        "FCSP_SIM_GPUS": "2",
-        "FCSP_SIM_MEM": "16G",
-        "FCSP_SIM_SMS": "64",
-        "FCSP_SIM_KERNEL_US": "spin=200,default=5",
-        "FCSP_SIM_DIR": "/tmp/sim",
+        "FCSP_SM_MODE": "borrow",
+        "FCSP_SM_BURST_MS": "20",
         "PATH": "/usr/bin",
     }
-    config = read_env(env)
-    assert config.limits.tenant == "job-7"
-    assert config.limits.mem_limit == MemLimit(limit_bytes=4 * GiB)
-    assert config.limits.sm_limit_pct == 30
-    assert config.limits.gpus[1].mem_limit == MemLimit(limit_pct=50.0)
-    assert config.limits.gpus[1].sm_limit_pct is None
-    assert config.limits.gpus[2].sm_limit_pct == 70
-    assert str(config.region_dir) == "/run/fcsp-test"
-    assert config.on_init_failure == "fail"
-    assert config.sim.gpus == 2 and config.sim.mem_bytes == 16 * GiB and config.sim.sms == 64
-    assert config.sim.kernel_us == "spin=200,default=5"
-    assert str(config.sim.state_dir) == "/tmp/sim"
-    # Round trip: what TenantLimits writes, read_env reads back.
-    assert read_env(config.limits.to_env()).limits == config.limits
-
-
-def test_read_env_empty():
-    config = read_env({})
-    assert config.limits == TenantLimits()
-    assert config.region_dir is None and config.on_init_failure is None
-    assert read_sim_env({}).gpus is None
-    assert read_env({"FCSP_MEM_LIMIT": ""}).limits.mem_limit is None  # empty = unset
+    check_env(env)
+    check_env({})
+    with pytest.raises(EnvError, match="FCSP_MEM_LIMIT="):
+        check_env({"FCSP_MEM_LIMIT": ""})  # libfcsp refuses an empty limit (a Python copy let it pass)
+    # What TenantLimits writes, libfcsp reads.
+    limits = TenantLimits(
+        tenant="t", mem_limit=MemLimit(limit_pct=12.5), sm_limit_pct=40, gpus={3: GpuLimits(sm_limit_pct=20)}
+    )
+    check_env(limits.to_env())
 
 
 @pytest.mark.parametrize(
@@ -227,27 +230,47 @@ def test_read_env_empty():
         ("FCSP_MEM_LIMIT_0", "-5", "8G"),
         ("FCSP_SM_LIMIT", "150", "100"),
         ("FCSP_SM_LIMIT_3", "x", "100"),
-        ("FCSP_MEM_LIMIT_16", "1G", "0..15"),
         ("FCSP_TENANT", "bad name", "printable"),
-        ("FCSP_ON_INIT_FAILURE", "ignore", "passthrough or fail"),
-        ("FCSP_REGION_DIR", "relative/dir", "absolute"),
-        ("FCSP_SIM_GPUS", "9", "1..8"),
-        ("FCSP_SIM_SMS", "many", "1..1024"),
-        ("FCSP_SIM_MEM", "50%", "8G"),
+        ("FCSP_ON_INIT_FAILURE", "ignore", "fail or passthrough"),
+        ("FCSP_SM_MODE", "fast", "borrow"),
+        ("FCSP_SM_BURST_MS", "0", "1 to 1000"),
     ],
 )
-def test_read_env_reports_one_line(name, value, accepted):
+def test_check_env_reports_libfcsps_line(name, value, accepted):
+    """The check is libfcsp's own reader (fcsp_env_check): its one line, naming the variable and the value."""
     with pytest.raises(EnvError) as info:
-        read_env({name: value})
+        check_env({"FCSP_TENANT": "ok", name: value})
     message = str(info.value)
     assert "\n" not in message
-    assert name in message and repr(value) in message and accepted in message
-    assert info.value.name == name
+    assert message.startswith(f"fcsp: {name}={value}: ") and accepted in message, message
+    assert (info.value.name, info.value.value) == (name, value)
 
 
-def test_read_env_defaults_to_os_environ(monkeypatch):
-    monkeypatch.setenv("FCSP_TENANT", "from-os")
-    assert read_env().limits.tenant == "from-os"
+def test_check_env_defaults_to_os_environ(monkeypatch):
+    monkeypatch.setenv("FCSP_SM_LIMIT", "0")
+    with pytest.raises(EnvError, match="FCSP_SM_LIMIT=0"):
+        check_env()
+
+
+@pytest.mark.parametrize(
+    ("name", "value", "accepted"),
+    [("FCSP_SIM_GPUS", "9", "1..8"), ("FCSP_SIM_SMS", "many", "1..1024"), ("FCSP_SIM_MEM", "50%", "8G")],
+)
+def test_read_sim_env_reports_one_line(name, value, accepted):
+    with pytest.raises(EnvError) as info:
+        read_sim_env({name: value})
+    message = str(info.value)
+    assert "\n" not in message and name in message and repr(value) in message and accepted in message
+    assert read_sim_env({}).gpus is None
+
+
+def test_read_sim_env_reads_every_setting():
+    sim = read_sim_env(
+        {"FCSP_SIM_GPUS": "2", "FCSP_SIM_MEM": "16G", "FCSP_SIM_SMS": "64", "FCSP_SIM_KERNEL_US": "spin=200",
+         "FCSP_SIM_DIR": "/tmp/sim"}
+    )  # fmt: skip
+    assert (sim.gpus, sim.mem_bytes, sim.sms, sim.kernel_us) == (2, 16 * GiB, 64, "spin=200")
+    assert str(sim.state_dir) == "/tmp/sim"
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -312,4 +335,5 @@ def test_policy_round_trip(region_dir):
 
 
 def test_version():
-    assert region.fcsp_version()
+    """libfcsp's version is the package's (both from pyproject.toml)."""
+    assert region.fcsp_version() == __version__

@@ -2,7 +2,8 @@
 
 Exactly: every symbol of FCSP_CUDA_HOOKS and FCSP_NVML_HOOKS (interposer/hook_table.h), dlsym, and every
 function of fcsp_api.h's FCSP_CDEF block; nothing else (an extra export could shadow a symbol of the
-application or of the real driver). The simulated driver must export every symbol the interposer forwards to.
+application or of the real driver). The simulated driver must export every symbol the interposer forwards to,
+with the prototype, base name and since-version hook_table.h gives it.
 """
 
 from __future__ import annotations
@@ -123,3 +124,20 @@ def test_simulated_driver_exports_every_function_fcsp_calls(native_lib_dir, libr
     lib = _sim_library(native_lib_dir, library)
     missing = set(table_symbols(table)) - dynamic_symbols(lib)
     assert not missing, f"{lib} lacks {table} functions libfcsp.so calls: {', '.join(sorted(missing))}"
+
+
+def test_simulated_driver_declares_every_hook_as_the_table_does(tmp_path):
+    """sim_exports.h and nvml_sim.h restate the prototypes of what fcsp hooks and calls;
+    tests/native/sim_hooks_agree.c holds them to hook_table.h (same prototype, and for a hook the same
+    cuGetProcAddress base name and since-version), with fcsp's own ABI headers only: compiling is the test."""
+    cc = shutil.which(os.environ.get("CC", "cc")) or shutil.which("gcc")
+    if cc is None:
+        pytest.skip("a C compiler is needed")
+    done = subprocess.run(
+        [
+            cc, "-std=c11", "-Wall", "-Wextra", "-Werror", "-fsyntax-only", f"-I{NATIVE / 'include'}",
+            f"-I{NATIVE}", f"-I{NATIVE / 'sim'}", str(REPO / "tests" / "native" / "sim_hooks_agree.c"),
+        ],
+        capture_output=True, text=True, cwd=tmp_path, timeout=120, check=False,
+    )  # fmt: skip
+    assert done.returncode == 0, "\n".join(re.findall(r"error: ([^\n]*)", done.stderr)) or done.stderr[-6000:]

@@ -49,8 +49,9 @@ def structs(text: str) -> dict[str, list[str]]:
 def constants(text: str) -> list[str]:
     """The header's enum constants and numeric defines (a changed state value is a changed layout too)."""
     body = _strip_comments(text)
-    enums = re.findall(r"enum\s+\w+\s*\{(.*?)\}", body, flags=re.S)
-    names = [n for e in enums for n in re.findall(r"(\w+)\s*=", e)]
+    enums = re.findall(r"enum\s*\w*\s*\{(.*?)\}", body, flags=re.S)  # named or not
+    # every enumerator, with or without an explicit value (a reordered implicit one changes values too)
+    names = [m.group(1) for e in enums for item in e.split(",") if (m := re.match(r"\s*(\w+)", item))]
     names += [n for n in re.findall(r"#define\s+(FCSP_\w+)\s+\S", body) if n not in NOT_LAYOUT]
     return [n for n in names if not n.endswith("_H")]
 
@@ -133,6 +134,12 @@ def test_layout_matches_the_digest_recorded_with_its_version(digests: dict[str, 
     assert past == digest, (
         f"{version_name} {version} was released with layout {past}: a new layout needs a new version"
     )
+
+
+def test_every_enumerator_is_measured() -> None:
+    """Enumerators without an explicit value, and those of an unnamed enum, are layout too."""
+    text = "enum fcsp_x { FCSP_A, FCSP_B = 2, FCSP_C };\nenum { FCSP_D = 1u << 3, FCSP_E };\n"
+    assert constants(text) == ["FCSP_A", "FCSP_B", "FCSP_C", "FCSP_D", "FCSP_E"]
 
 
 def test_a_changed_field_changes_the_digest(tmp_path: Path) -> None:

@@ -4,13 +4,14 @@ flags, stopped by signals, and killed without losing anything."""
 from __future__ import annotations
 
 import os
-import shutil
 import signal
 import stat
 import subprocess
-import sys
 import time
 from pathlib import Path
+
+from support.commands import fcsp_command
+from support.probe import start_holder
 
 from fcsp_core.region import Region, policy_list, read_snapshot, region_file_path
 
@@ -18,31 +19,10 @@ MiB = 1 << 20
 GiB = 1 << 30
 
 
-def fcsp_command() -> str:
-    beside = Path(sys.executable).parent / "fcsp"
-    return str(beside) if beside.exists() else (shutil.which("fcsp") or "fcsp")
-
-
 def _fcsp(env: dict[str, str], *args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [fcsp_command(), *args], env=env, capture_output=True, text=True, timeout=timeout, check=False
     )
-
-
-def _holder(native, env, *cmds: str) -> subprocess.Popen[str]:
-    p = subprocess.Popen(
-        [str(native.probe), "init", *cmds, "hold"],
-        env=env,
-        stdin=subprocess.PIPE,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    assert p.stdout is not None
-    for _ in range(1 + sum(1 for c in cmds if c == "alloc")):
-        line = p.stdout.readline()
-        assert " ok " in line, line
-    return p
 
 
 def test_help(sim_env):
@@ -128,8 +108,8 @@ def test_sigkill_the_daemon_and_restart_loses_nothing(native, sim_env, node_daem
     env = sim_env(mem="8G", FCSP_TENANT="steady", FCSP_MEM_LIMIT="2G")
     node_env = sim_env(mem="8G", preload=False)
     daemon = node_daemon(node_env)
-    a = _holder(native, env, "alloc", "256M")
-    b = _holder(native, env, "alloc", "512M")
+    a = start_holder(native.probe, env, "alloc", "256M")
+    b = start_holder(native.probe, env, "alloc", "512M")
     storm = subprocess.Popen(
         [str(native.probe), "init", "stress", "4", "20000", "32M"], env=env, stdout=subprocess.PIPE, text=True
     )
@@ -159,7 +139,10 @@ def test_dcgm_job_map(native, sim_env, node_daemon, tmp_path):
     node_daemon(node_env, "--dcgm-job-map", str(jobmap))
     job = sim_env(gpus=2, mem="8G", FCSP_TENANT="slurm-4242.0", FCSP_MEM_LIMIT="1G")
     other = sim_env(gpus=2, mem="8G", FCSP_TENANT="notebook", FCSP_MEM_LIMIT="1G")
-    holders = [_holder(native, job, "alloc", "64M"), _holder(native, other, "alloc", "64M")]
+    holders = [
+        start_holder(native.probe, job, "alloc", "64M"),
+        start_holder(native.probe, other, "alloc", "64M"),
+    ]
     try:
         deadline = time.monotonic() + 10
         while (
@@ -195,7 +178,10 @@ def test_deploy_files():
         "RuntimeDirectoryPreserve=yes",
         "ReadWritePaths=/run/fcsp",
         "ExecStart=/usr/local/bin/fcsp node",
+        "LimitNOFILE=65536",
     ]
+    bounding = next(ln for ln in unit.splitlines() if ln.startswith("CapabilityBoundingSet="))
+    assert "CAP_KILL" in bounding.split("=", 1)[1].split(), "the audit kills escaped processes"
     for line in wanted:
         assert line in unit, line
     assert "ProtectProc=" not in unit.replace("no ProtectProc=", "")

@@ -14,6 +14,7 @@ import urllib.parse
 
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
+from support.probe import start_holder
 
 from fcsp_core.region import read_snapshot
 
@@ -38,22 +39,6 @@ def _one(samples: dict[str, list], name: str, **labels: str):
     return found[0].value
 
 
-def _holder(native, env, *cmds: str) -> subprocess.Popen[str]:
-    p = subprocess.Popen(
-        [str(native.probe), "init", *cmds, "hold"],
-        env=env,
-        stdin=subprocess.PIPE,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    assert p.stdout is not None
-    for _ in range(1 + sum(1 for c in cmds if c in ("alloc", "launch"))):
-        line = p.stdout.readline()
-        assert " ok " in line or "CUDA_ERROR_OUT_OF_MEMORY" in line, line
-    return p
-
-
 def _release(procs) -> None:
     for p in procs:
         if p.poll() is None:
@@ -69,12 +54,12 @@ def test_metrics_per_gpu_and_tenant_with_dcgm_labels(native, sim_env, node_daemo
     slurm = sim_env(mem="8G", FCSP_TENANT="slurm-4242.0", FCSP_MEM_LIMIT="2G", FCSP_SM_LIMIT="50")
     mine = sim_env(mem="8G", FCSP_TENANT="notebook", FCSP_MEM_LIMIT="1G")
     procs = [
-        _holder(native, slurm, "alloc", "512M", "launch", "spin", "264", "128", "20"),
-        _holder(native, slurm, "alloc", "256M"),
-        _holder(native, mine, "alloc", "100M", "alloc", "2G"),  # the second is refused
-        _holder(native, {**mine, "LD_PRELOAD": ""}, "alloc", "1G"),  # not under fcsp
+        start_holder(native.probe, slurm, "alloc", "512M", "launch", "spin", "264", "128", "20"),
+        start_holder(native.probe, slurm, "alloc", "256M"),
+        start_holder(native.probe, mine, "alloc", "100M", "alloc", "2G", refused_ok=True),  # 2G: refused
+        start_holder(native.probe, {**mine, "LD_PRELOAD": ""}, "alloc", "1G"),  # not under fcsp
     ]
-    victim = _holder(native, mine, "alloc", "28M")
+    victim = start_holder(native.probe, mine, "alloc", "28M")
     try:
         victim.kill()
         victim.wait(timeout=30)

@@ -16,6 +16,7 @@ from collections import Counter
 from pathlib import Path
 
 import pytest
+from support.probe import start_holder
 
 from fcsp_core.config import PolicyEntry
 from fcsp_core.region import Region, policy_put, policy_remove, read_snapshot, region_file_path
@@ -34,15 +35,6 @@ def _start(native, env, *cmds: str) -> subprocess.Popen[str]:
         stderr=subprocess.PIPE,
         text=True,
     )
-
-
-def _holder(native, env, size: str) -> subprocess.Popen[str]:
-    """A probe that allocates size and holds it until its stdin closes."""
-    p = _start(native, env, "init", "alloc", size, "hold")
-    assert p.stdout is not None
-    lines = p.stdout.readline() + p.stdout.readline()
-    assert "alloc ok" in lines, lines + (p.stderr.read() if p.poll() is not None and p.stderr else "")
-    return p
 
 
 def _release(p: subprocess.Popen[str]) -> None:
@@ -117,8 +109,8 @@ for _ in sys.stdin:
 def test_sigkill_is_reaped_within_a_second_and_logged(native, sim_env, node_daemon, sim_stats):
     env = sim_env(mem="8G", FCSP_TENANT="train", FCSP_MEM_LIMIT="4G")
     daemon = node_daemon(sim_env(mem="8G", preload=False))
-    keep = _holder(native, env, "256M")
-    victim = _holder(native, env, "512M")
+    keep = start_holder(native.probe, env, "alloc", "256M")
+    victim = start_holder(native.probe, env, "alloc", "512M")
     try:
         with Region.open(env["FCSP_REGION_DIR"]) as region:
             assert region.snapshot().tenant("train").used_bytes == 768 * MiB
@@ -135,8 +127,8 @@ def test_sigkill_is_reaped_within_a_second_and_logged(native, sim_env, node_daem
 
 def test_without_a_daemon_the_next_attach_reclaims(native, sim_env, run_probe, sim_stats):
     env = sim_env(mem="8G", FCSP_TENANT="solo", FCSP_MEM_LIMIT="4G")
-    keep = _holder(native, env, "128M")
-    victim = _holder(native, env, "1G")
+    keep = start_holder(native.probe, env, "alloc", "128M")
+    victim = start_holder(native.probe, env, "alloc", "1G")
     try:
         victim.kill()
         victim.wait(timeout=30)
@@ -157,8 +149,8 @@ def test_a_reclaim_left_halfway_is_finished_exactly(
     """A reaper killed inside a reclaim leaves the slot REAPING, maybe with part of it already released: the
     daemon finishes it by recomputing the tenant from its live processes, so nothing is released twice."""
     env = sim_env(mem="8G", FCSP_TENANT="half", FCSP_MEM_LIMIT="4G")
-    keep = _holder(native, env, "300M")
-    victim = _holder(native, env, "700M")
+    keep = start_holder(native.probe, env, "alloc", "300M")
+    victim = start_holder(native.probe, env, "alloc", "700M")
     try:
         region_file = str(region_file_path(env["FCSP_REGION_DIR"]))
         victim.kill()
@@ -180,7 +172,7 @@ def test_a_miscounted_tenant_is_repaired_and_leaves(native, sim_env, node_daemon
     """A process killed inside a slot change leaves its tenant counting one process too many; the reaper
     recounts from the slots, so the (environment) tenant still goes with its last process."""
     env = sim_env(mem="8G", FCSP_TENANT="count", FCSP_MEM_LIMIT="1G")
-    keep = _holder(native, env, "64M")
+    keep = start_holder(native.probe, env, "alloc", "64M")
     region_poke(str(region_file_path(env["FCSP_REGION_DIR"])), "nprocs", "count", "3")
     daemon = node_daemon(sim_env(mem="8G", preload=False))
     daemon.wait_log(r"tenant count counted 3 processes, its slots say 1")
@@ -222,7 +214,9 @@ def test_a_thousand_sigkills_leave_exact_accounting(native, sim_env, node_daemon
     }
     held = {"alpha": 96 * MiB, "beta": 160 * MiB}
     daemon = node_daemon(node_env, metrics=False)
-    holders = [_holder(native, tenants[name], f"{size // MiB}M") for name, size in held.items()]
+    holders = [
+        start_holder(native.probe, tenants[name], "alloc", f"{size // MiB}M") for name, size in held.items()
+    ]
     stats = SimStats(native, node_env)
     rng = random.Random(int(os.environ.get("FCSP_TEST_SEED", "4242")))
     latencies: list[float] = []

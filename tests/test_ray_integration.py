@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-os.environ["RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"] = "0"  # keep Ray on 127.0.0.1 (see /work/shared/FACTS.md)
+os.environ["RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"] = "0"  # keep Ray on 127.0.0.1: a local Cluster hangs
 os.environ["RAY_AUTH_MODE"] = "disabled"
 ray = pytest.importorskip("ray")
 fcsp_ray = pytest.importorskip("fcsp_ray")

@@ -118,3 +118,23 @@ def test_allocations_through_every_resolution_path_are_capped(sim_env, run_probe
     meminfo = next(r for r in rows if r["cmd"] == "meminfo")
     assert int(meminfo["total_bytes"]) == 1 << 30
     assert int(meminfo["free_bytes"]) == 0
+
+
+def test_both_abis_of_the_memory_queries_show_the_cap(sim_env, tmp_path):
+    """cuDeviceTotalMem and cuMemGetInfo have a 32-bit ABI beside _v2: each shows the cap as the total (and
+    the room under it as free), whichever the application reaches by name."""
+    program = _cc(
+        tmp_path / "legacy_mem_abi", f"-I{NATIVE / 'include'}", str(HERE / "legacy_mem_abi.c"), "-ldl"
+    )
+    cap = 768 << 20
+    out = subprocess.run(
+        [str(program)], env=sim_env(mem="8G", FCSP_MEM_LIMIT=str(cap)), capture_output=True, text=True,
+        check=True, timeout=60,
+    )  # fmt: skip
+    rows = dict(line.split(" ", 1) for line in out.stdout.splitlines())
+    assert rows == {
+        "cuDeviceTotalMem": str(cap),
+        "cuDeviceTotalMem_v2": str(cap),
+        "cuMemGetInfo": f"{cap} {cap}",
+        "cuMemGetInfo_v2": f"{cap} {cap}",
+    }, out.stdout + out.stderr

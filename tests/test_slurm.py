@@ -16,7 +16,6 @@ import shutil
 import signal
 import socket
 import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -25,6 +24,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from support.commands import fcsp_command
+from support.probe import parse_probe
 
 from fcsp_core.config import PolicyEntry
 from fcsp_core.paths import lib_dir
@@ -39,32 +40,6 @@ PLUGIN_MSG = "fcsp: --fcsp"
 SHARD_MSG = "a shard step's --fcsp-mem and --fcsp-sm may only lower it"
 
 pytestmark = pytest.mark.slow
-
-
-def fcsp_command() -> str:
-    beside = Path(sys.executable).parent / "fcsp"
-    found = str(beside) if beside.exists() else shutil.which("fcsp")
-    if not found:
-        pytest.fail("the fcsp command is not installed: pip install '.[test]'")
-    return found
-
-
-def parse_probe(stdout: str) -> list[dict[str, str]]:
-    """`alloc ok kind=mem size=N` -> {"cmd": "alloc", "status": "ok", "kind": "mem", "size": "N"}."""
-    rows = []
-    for line in stdout.splitlines():
-        words = line.split()
-        if not words or not words[0].isalpha():
-            continue
-        row = {"cmd": words[0]}
-        for word in words[1:]:
-            if "=" in word:
-                key, value = word.split("=", 1)
-                row[key] = value
-            elif "status" not in row:
-                row["status"] = word
-        rows.append(row)
-    return rows
 
 
 def _missing_packages() -> list[str]:

@@ -27,6 +27,12 @@ The node daemon: run one per node (as root, from systemd: deploy/systemd/fcsp-no
   - exports Prometheus metrics (GET /metrics): per GPU and per tenant memory used and cap, SM share, refused
     allocations, processes, reaped processes, memory held outside fcsp (NVML), with dcgm-exporter's labels
     (gpu, UUID, hostname) plus tenant, job_id, user, scheduler;
+  - audits (every 200 ms): compares each GPU process's memory as the driver reports it (NVML) with what
+    fcsp charged; a process of a fenced Slurm step or Ray worker holding more than a context allowance
+    without fcsp (no LD_PRELOAD, a private region) or attached to another tenant, or one holding memory
+    fcsp never charged while its tenant is over its cap plus the allowance per process (dlmopen or
+    RTLD_DEEPBIND of libcuda), is an escape: logged, counted (fcsp_escapes_total), and killed (SIGKILL)
+    in scheduler jobs, reported elsewhere (--audit-action);
   - optionally maintains dcgm-exporter's HPC job-mapping directory (--dcgm-job-map);
   - optionally (--mps, [mps] enabled) runs the MPS control daemon for spatial mode: each MPS server gets its
     user's SM share as active thread percentage, one user's server at a time, client faults counted.
@@ -36,6 +42,7 @@ EPILOG = f"""\
 configuration file (TOML; deploy/fcsp-node.toml documents every key), flags win over it:
   region_dir, reap_interval_ms, heartbeat_stale_ms, tenant_grace_seconds, rebuild_retry_seconds,
   check_interval_seconds, sm_time_window_seconds, log_level, [metrics] enabled/address/port,
+  [metrics] max_connections/idle_timeout_seconds, [audit] enabled/action/interval_ms/context_allowance_bytes,
   [dcgm] job_map_dir, [mps] enabled/control/log_dir/default_active_thread_pct/command_timeout_seconds,
   [[policy]] tenant/uid/mem_limit_bytes/sm_limit_pct/sm_mode
 
@@ -69,7 +76,9 @@ def register(sub: Any, formatter: Callable[[str], argparse.HelpFormatter]) -> No
     p.add_argument(
         "--metrics-port", metavar="N", type=int, help=f"metrics port (default {DEFAULT_METRICS_PORT}; 0: any)"
     )
-    p.add_argument("--metrics-address", metavar="ADDR", help="address to serve metrics on (default 0.0.0.0)")
+    p.add_argument(
+        "--metrics-address", metavar="ADDR", help="address to serve metrics on (default 0.0.0.0: all)"
+    )
     p.add_argument("--no-metrics", action="store_true", help="do not serve metrics")
     p.add_argument(
         "--region-dir", metavar="DIR", help="the region directory (default: $FCSP_REGION_DIR, /run/fcsp)"
@@ -80,6 +89,13 @@ def register(sub: Any, formatter: Callable[[str], argparse.HelpFormatter]) -> No
     p.add_argument(
         "--reap-interval", metavar="MS", type=int, help="periodic reap pass interval (default 100)"
     )
+    p.add_argument(
+        "--audit-action",
+        choices=["auto", "report", "kill"],
+        help="what to do with an escape: auto (default) kills in Slurm/Ray jobs and tenants and reports the "
+        "others, kill kills all, report kills none",
+    )
+    p.add_argument("--no-audit", action="store_true", help="do not audit processes against NVML")
     p.add_argument("--dcgm-job-map", metavar="DIR", help="maintain dcgm-exporter's job-mapping directory")
     p.add_argument(
         "--mps",
@@ -101,6 +117,8 @@ def _overrides(args: argparse.Namespace) -> dict[str, Any]:
         "tenant_grace_seconds": args.grace,
         "reap_interval_ms": args.reap_interval,
         "dcgm.job_map_dir": args.dcgm_job_map,
+        "audit.action": args.audit_action,
+        "audit.enabled": False if args.no_audit else None,
         "log_level": args.log_level,
         "mps.enabled": True if args.mps else None,
     }

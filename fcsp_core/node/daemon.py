@@ -2,8 +2,9 @@
 the SM-time windows, and serve metrics until SIGTERM/SIGINT.
 
 Threads: this loop does every region change (reaps, tenant removals, checks: the region lock is a flock,
-shared by every thread of the process, so they stay on one thread); the HTTP server's threads only take
-snapshots, through RegionHolder, which swaps and closes the region only while no snapshot reads it."""
+shared by every thread of the process, so they stay on one thread); the HTTP server's threads and the audit's
+(audit.py) only take snapshots, through RegionHolder, which swaps and closes the region only while no snapshot
+reads it."""
 
 from __future__ import annotations
 
@@ -21,8 +22,9 @@ from prometheus_client.exposition import generate_latest
 from prometheus_client.registry import CollectorRegistry
 
 from fcsp_core import __version__, region_node
+from fcsp_core.node.audit import Auditor, AuditThread
 from fcsp_core.node.config import NodeConfig
-from fcsp_core.node.exporter import BuildInfo, FcspCollector
+from fcsp_core.node.exporter import BuildInfo, ExtraFamilies, FcspCollector
 from fcsp_core.node.instance_lock import NodeLock
 from fcsp_core.node.jobmap import DcgmJobMap
 from fcsp_core.node.labels import LabelCache
@@ -108,7 +110,8 @@ class NodeDaemon:
         self.server: MetricsServer | None = None
         self.registry = CollectorRegistry(auto_describe=False)
         self.gc = TenantGC(config.tenant_grace_seconds, self._policy_tenants)
-        self.jobmap = DcgmJobMap(config.dcgm.job_map_dir) if config.dcgm.job_map_dir else None
+        self.jobmap: DcgmJobMap | None = None
+        self.audit: AuditThread | None = None
         self._watcher: PidWatcher | None = None
         self._reap: ReapLoop | None = None
         self._raw = RawSnapshot()
@@ -133,9 +136,15 @@ class NodeDaemon:
             os.getpid(),
         )  # fmt: skip
         self._prepare_policy()
+        if self.config.dcgm.job_map_dir:
+            self.jobmap = DcgmJobMap(self.config.dcgm.job_map_dir)
         self.nvml = NvmlView.open()
         if self.mps is not None:
             self.mps.start()
+        auditor = self._auditor()
+        extra: list[ExtraFamilies] = [
+            x for x in (self.mps, auditor.stats if auditor else None) if x is not None
+        ]
         build = BuildInfo(
             version=__version__, libfcsp=fcsp_version(), region_layout=region_node.layout_version()
         )
@@ -146,9 +155,25 @@ class NodeDaemon:
             labels=self.labels,
             nvml=self.nvml,
             rates=self.rates,
-            extra=self.mps,
+            extra=extra,
         )
         self.registry.register(self.collector)
+        if auditor is not None:
+            self.audit = AuditThread(auditor)
+
+    def _auditor(self) -> Auditor | None:
+        a = self.config.audit
+        if not a.enabled:
+            log.info("audit off ([audit] enabled = false)")
+            return None
+        if self.nvml is None:
+            log.warning("audit off: NVML is unavailable, so no process's memory can be checked")
+            return None
+        log.info(
+            "auditing every %d ms against NVML (action %s, context allowance %d bytes per process)",
+            a.interval_ms, a.action, a.context_allowance_bytes,
+        )  # fmt: skip
+        return Auditor(a, self.nvml, self.holder.snapshot_into, self._policy_tenants, self.labels)
 
     def _prepare_policy(self) -> None:
         try:
@@ -180,7 +205,9 @@ class NodeDaemon:
         m = self.config.metrics
         if not m.enabled:
             return
-        self.server = serve(m.address, m.port, self.collector.render)
+        self.server = serve(
+            m.address, m.port, self.collector.render, m.max_connections, m.idle_timeout_seconds
+        )
         log.info("serving metrics on %s", self.server.url)
 
     def metrics_text(self) -> bytes:
@@ -271,6 +298,8 @@ class NodeDaemon:
         return str(index if index is not None else region_index)
 
     def run_loop(self) -> None:
+        if self.audit is not None:
+            self.audit.start()  # its own thread: never in this loop's way (audit.py says why)
         interval = self.config.reap_interval_ms / 1000.0
         next_periodic = next_house = 0.0
         next_check = time.monotonic() + self.config.check_interval_seconds
@@ -322,6 +351,8 @@ class NodeDaemon:
             pass
 
     def shutdown(self) -> None:
+        if self.audit is not None:
+            self.audit.stop()
         if self.server is not None:
             self.server.shutdown()
             self.server.server_close()

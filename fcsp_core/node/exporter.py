@@ -1,7 +1,7 @@
 """The Prometheus collector: every collect() reads one region snapshot and turns it into metric families (no
 state mirrored in the background; the SM-time ratio, which needs two readings, comes from rates.py).
 
-Naming follows Prometheus' guide and FACTS.md: `fcsp_` prefix, base units, `_total` counters, ratios 0..1.
+Naming follows Prometheus' naming guide: `fcsp_` prefix, base units, `_total` counters, ratios 0..1.
 GPU series carry dcgm-exporter's `gpu`, `UUID` and `hostname` labels (so dashboards can join the two),
 tenant series add `tenant`, `job_id`, `user` and `scheduler` (labels.py). A tenant's series exist while the
 tenant does.
@@ -13,7 +13,7 @@ fcsp_tenant_gpu_info: it is exported when this libfcsp's header has that field.
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Literal, Protocol
 
@@ -25,7 +25,7 @@ from fcsp_core._native import c_string
 from fcsp_core.node.labels import LabelCache
 from fcsp_core.node.nvml import NvmlView
 from fcsp_core.node.rates import SmTimeRates
-from fcsp_core.region_node import PROC_LIVE, RawSnapshot, snapshot_struct_fields
+from fcsp_core.region_node import PROC_LIVE, TENANT_CLOSING, RawSnapshot, snapshot_struct_fields
 
 GPU_LABELS = ["gpu", "UUID", "hostname"]
 TENANT_LABELS = ["hostname", "tenant", "job_id", "user", "scheduler"]
@@ -167,7 +167,7 @@ class FcspCollector(Collector):
         labels: LabelCache | None = None,
         nvml: NvmlView | None = None,
         rates: SmTimeRates | None = None,
-        extra: ExtraFamilies | None = None,
+        extra: Sequence[ExtraFamilies] = (),
     ) -> None:
         self._extra = extra
         self._snapshot_into = snapshot_into
@@ -205,7 +205,7 @@ class FcspCollector(Collector):
 
     def _read(self) -> _Scrape:
         """Take the snapshot and what else a scrape shows (NVML's view, the SM-time windows)."""
-        extra_key = self._extra.key() if self._extra is not None else b""
+        extra_key = b"|".join(x.key() for x in self._extra)
         if not self._snapshot_into(self._raw):
             return _Scrape(ok=False, live_pids=frozenset(), nvml={}, key=b"down" + extra_key)
         snap = self._raw
@@ -234,7 +234,7 @@ class FcspCollector(Collector):
         up = GaugeMetricFamily(
             "fcsp_node_up", "1 while the daemon has a trusted node region", labels=["hostname"]
         )
-        extra = self._extra.families(host) if self._extra is not None else []
+        extra = [f for x in self._extra for f in x.families(host)]
         if not scrape.ok:
             up.add_metric([host], 0)
             return [info, up, *extra]
@@ -310,7 +310,7 @@ class FcspCollector(Collector):
             tenant_values = [host, lab.tenant, lab.job_id, lab.user, lab.scheduler]
             for spec, family in zip(self._tenant_specs, t_families, strict=True):
                 value = getattr(t, spec.field)
-                if spec.field == "nprocs" and value == 0xFFFFFFFF:  # FCSP_TENANT_CLOSING
+                if spec.field == "nprocs" and value == TENANT_CLOSING:
                     value = 0
                 family.add_metric(tenant_values, value * spec.scale)
             for region_index, gpu_values in gpu_labels.items():

@@ -12,6 +12,7 @@ import logging
 import socket
 import socketserver
 import threading
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -121,7 +122,10 @@ class _Handler(socketserver.StreamRequestHandler):
     http.server's general one bounds how many scrapes a second the daemon answers."""
 
     server: MetricsServer
-    timeout = 120  # an idle keep-alive connection is dropped after this
+
+    def setup(self) -> None:
+        self.timeout = self.server.idle_timeout  # a connection silent this long (every read) is dropped
+        super().setup()
 
     def handle(self) -> None:
         while True:
@@ -178,15 +182,55 @@ class _Handler(socketserver.StreamRequestHandler):
 
 
 class MetricsServer(socketserver.ThreadingMixIn, socketserver.TCPServer):
+    """One thread per connection, at most max_connections at once: a connection past the cap is closed as soon
+    as it is accepted, so idle or slow clients hold at most max_connections threads and descriptors, however
+    many connect (the reaper and the audit run on threads of their own and never wait for this server)."""
+
     daemon_threads = True
+    block_on_close = False
     allow_reuse_address = True
     request_queue_size = 128  # 50 scrapers connecting at once must not overflow the listen backlog
 
-    def __init__(self, address: tuple[str, int], render: Callable[[], bytes]) -> None:
+    def __init__(
+        self,
+        address: tuple[str, int],
+        render: Callable[[], bytes],
+        max_connections: int = 64,
+        idle_timeout: float = 10.0,
+    ) -> None:
         self.renderer = CoalescingRenderer(render)
+        self.idle_timeout = idle_timeout
+        self.max_connections = max_connections
+        self._slots = threading.BoundedSemaphore(max_connections)
+        self.refused_total = 0
+        self._refusal_logged = 0.0
         if ":" in address[0]:
             self.address_family = socket.AF_INET6
         super().__init__(address, _Handler)
+
+    def process_request(self, request: Any, client_address: Any) -> None:
+        if not self._slots.acquire(blocking=False):
+            self.refused_total += 1
+            now = time.monotonic()
+            if now - self._refusal_logged >= 60:
+                self._refusal_logged = now
+                log.warning(
+                    "metrics: %d connections open, the most allowed: closing new ones (%d so far)",
+                    self.max_connections, self.refused_total,
+                )  # fmt: skip
+            self.shutdown_request(request)
+            return
+        try:
+            super().process_request(request, client_address)
+        except BaseException:
+            self._slots.release()
+            raise
+
+    def process_request_thread(self, request: Any, client_address: Any) -> None:
+        try:
+            super().process_request_thread(request, client_address)
+        finally:
+            self._slots.release()
 
     @property
     def url(self) -> str:
@@ -197,9 +241,15 @@ class MetricsServer(socketserver.ThreadingMixIn, socketserver.TCPServer):
         return f"http://{shown}:{port}/metrics"
 
 
-def serve(address: str, port: int, render: Callable[[], bytes]) -> MetricsServer:
+def serve(
+    address: str,
+    port: int,
+    render: Callable[[], bytes],
+    max_connections: int = 64,
+    idle_timeout: float = 10.0,
+) -> MetricsServer:
     """Serve render()'s text exposition on (address, port) from a background thread; port 0: any free port."""
-    server = MetricsServer((address, port), render)
+    server = MetricsServer((address, port), render, max_connections, idle_timeout)
     thread = threading.Thread(target=server.serve_forever, name="fcsp-metrics", daemon=True)
     thread.start()
     return server

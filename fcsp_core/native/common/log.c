@@ -21,8 +21,28 @@ static int log_threshold(void)
     return FCSP_LOG_WARN;
 }
 
+static _Thread_local char *capture_buf;
+static _Thread_local size_t capture_len;
+
+void fcsp_log_capture(char *buf, size_t len)
+{
+    capture_buf = len ? buf : NULL;
+    capture_len = len;
+    if (capture_buf)
+        capture_buf[0] = '\0';
+}
+
 void fcsp_log(enum fcsp_log_level level, const char *fmt, ...)
 {
+    if (capture_buf) {
+        if (level == FCSP_LOG_ERROR && !capture_buf[0]) {
+            va_list ap;
+            va_start(ap, fmt);
+            vsnprintf(capture_buf, capture_len, fmt, ap);
+            va_end(ap);
+        }
+        return;
+    }
     if ((int)level > log_threshold())
         return;
     char line[1024];

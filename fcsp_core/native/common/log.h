@@ -19,6 +19,11 @@ void fcsp_log(enum fcsp_log_level level, const char *fmt, ...) __attribute__((fo
             fcsp_log(level, __VA_ARGS__);                                                                           \
     } while (0)
 
+/* Until fcsp_log_capture(NULL, 0), this thread's messages do not go to stderr: the first error is written to buf
+ * (without the "fcsp[pid]: " prefix), the rest are dropped. For API calls that report through an err buffer what
+ * the library would otherwise print. */
+void fcsp_log_capture(char *buf, size_t len);
+
 /* Format into err (may be NULL) like snprintf; returns code so callers can `return fcsp_err(...)`. */
 int fcsp_err(char *err, size_t errlen, int code, const char *fmt, ...) __attribute__((format(printf, 4, 5)));
 

@@ -2,7 +2,7 @@
  * (what a reaper subtracts if we die). A process killed between the two would leave them disagreeing, so every
  * update runs inside a window: in_op counts our threads inside one. A reaper that finds a dead slot with in_op != 0
  * closes the tenant's gate, waits for the live processes' windows to drain and recomputes the tenant from their
- * slots (proc_slot.c). Entering checks the gate after announcing itself (Dekker, both sides seq_cst), so no window
+ * slots (reclaim.c). Entering checks the gate after announcing itself (Dekker, both sides seq_cst), so no window
  * starts unseen while the reaper recomputes. */
 #include "interposer/admission.h"
 

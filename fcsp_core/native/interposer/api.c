@@ -13,11 +13,17 @@
 #define SNAP_TENANTS (sizeof(((struct fcsp_snapshot *)0)->tenants) / sizeof(struct fcsp_tenant_info))
 #define SNAP_PROCS (sizeof(((struct fcsp_snapshot *)0)->procs) / sizeof(struct fcsp_proc_info))
 _Static_assert(sizeof(((struct fcsp_snapshot *)0)->gpus) / sizeof(struct fcsp_gpu_info) == FCSP_MAX_GPUS, "gpus");
+_Static_assert(FCSP_TENANT_INFO_EPHEMERAL == FCSP_TENANT_EPHEMERAL && FCSP_TENANT_INFO_POLICY == FCSP_TENANT_POLICY &&
+                   FCSP_TENANT_INFO_CLOSING == FCSP_TENANT_CLOSING,
+               "the snapshot's tenant flags are the region's");
+_Static_assert(FCSP_PROC_INFO_FREE == FCSP_PROC_FREE && FCSP_PROC_INFO_CLAIMING == FCSP_PROC_CLAIMING &&
+                   FCSP_PROC_INFO_LIVE == FCSP_PROC_LIVE && FCSP_PROC_INFO_REAPING == FCSP_PROC_REAPING,
+               "the snapshot's process states are the region's");
 _Static_assert(SNAP_TENANTS >= FCSP_MAX_TENANTS && SNAP_PROCS >= FCSP_MAX_PROCS, "a whole file fits a snapshot");
 _Static_assert(sizeof(((struct fcsp_tenant_info *)0)->gpu) / sizeof(struct fcsp_tenant_gpu_info) == FCSP_MAX_GPUS,
                "tenant gpus");
 
-FCSP_API const char *fcsp_version(void) { return "0.1.0"; }
+FCSP_API const char *fcsp_version(void) { return FCSP_VERSION_STRING; /* pyproject.toml's, from CMake */ }
 
 FCSP_API int fcsp_region_open(const char *dir, int create, fcsp_region_handle **out, char *err, size_t errlen)
 {

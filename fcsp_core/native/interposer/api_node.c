@@ -10,6 +10,7 @@
 #include "fcsp/fcsp_api.h"
 #include "interposer/api_handle.h"
 #include "interposer/proc_slot.h"
+#include "interposer/reclaim.h"
 
 FCSP_API uint32_t fcsp_region_layout_version(void) { return FCSP_REGION_VERSION; }
 

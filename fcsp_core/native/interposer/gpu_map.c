@@ -251,6 +251,24 @@ struct fcsp_dev *fcsp_dev_by_nvml(nvmlDevice_t handle)
     return out;
 }
 
+void fcsp_sm_recheck_possible(void)
+{
+    const struct fcsp_config *c = &fcsp_g.cfg;
+    int possible = c->sm_all != 0;
+    for (int i = 0; i < FCSP_MAX_GPUS; i++)
+        possible |= c->sm_dev[i] != 0;
+    if (fcsp_g.has_policy_entry) {
+        const struct fcsp_policy_entry *e = &fcsp_g.policy_entry;
+        possible |= e->sm_limit_pct != 0;
+        for (uint32_t g = 0; g < e->ngpus && g < FCSP_MAX_GPUS; g++)
+            possible |= e->gpu[g].sm_limit_pct != 0;
+    }
+    /* relaxed: a hint read by launches; once set it stays set (a cap removed later costs a cheap per-device
+     * check, never a missed cap) */
+    if (possible)
+        atomic_store_explicit(&fcsp_sm_possible, 1, memory_order_relaxed);
+}
+
 void fcsp_devs_apply_policy(const struct fcsp_policy_entry *entry, int has_entry)
 {
     pthread_mutex_lock(&map_lock);

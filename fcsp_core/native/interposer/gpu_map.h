@@ -53,6 +53,9 @@ struct fcsp_dev *fcsp_dev_by_nvml(nvmlDevice_t handle);
 struct fcsp_policy_entry;
 void fcsp_devs_apply_policy(const struct fcsp_policy_entry *entry, int has_entry);
 
+/* Set fcsp_sm_possible if the configuration or this tenant's policy entry has any SM cap. */
+void fcsp_sm_recheck_possible(void);
+
 /* Forget everything (fork child). */
 void fcsp_devs_reset(void);
 

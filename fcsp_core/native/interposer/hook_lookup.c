@@ -17,12 +17,6 @@
 static const struct fcsp_hook hooks[] = {FCSP_CUDA_HOOKS(FCSP_HOOK_ENTRY) FCSP_NVML_HOOKS(FCSP_HOOK_ENTRY_NVML)};
 #define NHOOKS ((int)(sizeof hooks / sizeof hooks[0]))
 
-const struct fcsp_hook *fcsp_hooks(int *count)
-{
-    *count = NHOOKS;
-    return hooks;
-}
-
 /* A plain loop, not strcmp: dlsym reaches here while sanitizer runtimes initialise (see hooks_resolve.c). */
 FCSP_NO_SANITIZE static int same(const char *a, const char *b)
 {

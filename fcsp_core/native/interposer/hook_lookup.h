@@ -36,7 +36,4 @@ FCSP_NO_SANITIZE const struct fcsp_hook *fcsp_hook_by_name(const char *name);
  * or real_pfn itself when the function is not hooked. */
 void *fcsp_hook_swap_proc(const char *base, void *real_pfn, int cuda_version, cuuint64_t flags);
 
-/* All hooks, for tests and tools. */
-const struct fcsp_hook *fcsp_hooks(int *count);
-
 #endif

@@ -1,7 +1,8 @@
 /* The one list of hooked driver functions. Add a hook here (one line) and define its wrapper in the file of its
  * family (hooks_mem.c, hooks_module.c, hooks_query.c, hooks_launch.c, hooks_resolve.c); everything else derives from this list:
  * the real-function pointers (real_driver.c), the dlsym and cuGetProcAddress lookups (hook_lookup.c), the export
- * list check (tests/test_exports.py) and the prototype check against NVIDIA's headers (tests/test_abi.py).
+ * list check (tests/test_exports.py), the prototype check against NVIDIA's headers (tests/test_abi.py) and the
+ * check that the simulated driver declares each function the same way (tests/native/sim_hooks_agree.c).
  *
  * FCSP_CUDA_HOOKS(X) expands X(symbol, base, since, variant, ret, params, args):
  *   symbol  - the exported ABI symbol we define (cuMemAlloc_v2)

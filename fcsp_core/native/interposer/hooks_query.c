@@ -61,32 +61,30 @@ FCSP_EXPORT CUresult cuMemGetInfo(unsigned int *free, unsigned int *total)
     MEM_GET_INFO(real, free, total, unsigned int);
 }
 
+/* Both ABIs of cuDeviceTotalMem: the cap of the device's tenant as its total. */
+#define DEVICE_TOTAL_MEM(real, bytes, dev, T)                                                                       \
+    do {                                                                                                            \
+        if (!(real))                                                                                                \
+            return CUDA_ERROR_NOT_FOUND;                                                                            \
+        CUresult rc_ = (real)(bytes, dev);                                                                          \
+        if (rc_ != CUDA_SUCCESS || !(bytes))                                                                        \
+            return rc_;                                                                                             \
+        uint64_t f_ = 0, t_ = *(bytes);                                                                             \
+        apply_cap(capped_ordinal(dev), &f_, &t_);                                                                   \
+        *(bytes) = (T)t_;                                                                                           \
+        return rc_;                                                                                                 \
+    } while (0)
+
 FCSP_EXPORT CUresult cuDeviceTotalMem_v2(size_t *bytes, CUdevice dev)
 {
     fcsp_pfn_cuDeviceTotalMem_v2 real = FCSP_REAL(cuDeviceTotalMem_v2);
-    if (!real)
-        return CUDA_ERROR_NOT_FOUND;
-    CUresult rc = real(bytes, dev);
-    if (rc != CUDA_SUCCESS || !bytes)
-        return rc;
-    uint64_t f = 0, t = *bytes;
-    apply_cap(capped_ordinal(dev), &f, &t);
-    *bytes = t;
-    return rc;
+    DEVICE_TOTAL_MEM(real, bytes, dev, size_t);
 }
 
 FCSP_EXPORT CUresult cuDeviceTotalMem(unsigned int *bytes, CUdevice dev)
 {
     fcsp_pfn_cuDeviceTotalMem real = FCSP_REAL(cuDeviceTotalMem);
-    if (!real)
-        return CUDA_ERROR_NOT_FOUND;
-    CUresult rc = real(bytes, dev);
-    if (rc != CUDA_SUCCESS || !bytes)
-        return rc;
-    uint64_t f = 0, t = *bytes;
-    apply_cap(capped_ordinal(dev), &f, &t);
-    *bytes = (unsigned int)t;
-    return rc;
+    DEVICE_TOTAL_MEM(real, bytes, dev, unsigned int);
 }
 
 /* NVML: the same view through nvmlDeviceGetMemoryInfo(_v2); used = total - free (reserved 0). */

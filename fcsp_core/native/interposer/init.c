@@ -10,6 +10,7 @@
 #include "fcsp/fcsp_api.h"
 #include "interposer/alloc_map.h"
 #include "interposer/gpu_map.h"
+#include "interposer/heartbeat.h"
 #include "interposer/kernel_cost.h"
 #include "interposer/sm_limiter.h"
 #include "interposer/proc_slot.h"
@@ -98,24 +99,6 @@ static int load_policy(const char *dir, char *why, size_t whylen)
     return 0;
 }
 
-void fcsp_sm_recheck_possible(void)
-{
-    const struct fcsp_config *c = &fcsp_g.cfg;
-    int possible = c->sm_all != 0;
-    for (int i = 0; i < FCSP_MAX_GPUS; i++)
-        possible |= c->sm_dev[i] != 0;
-    if (fcsp_g.has_policy_entry) {
-        const struct fcsp_policy_entry *e = &fcsp_g.policy_entry;
-        possible |= e->sm_limit_pct != 0;
-        for (uint32_t g = 0; g < e->ngpus && g < FCSP_MAX_GPUS; g++)
-            possible |= e->gpu[g].sm_limit_pct != 0;
-    }
-    /* relaxed: a hint read by launches; once set it stays set (a cap removed later costs a cheap per-device
-     * check, never a missed cap) */
-    if (possible)
-        atomic_store_explicit(&fcsp_sm_possible, 1, memory_order_relaxed);
-}
-
 static int do_init(void)
 {
     char why[PATH_MAX + 512], err[FCSP_ERR_LEN], dir[PATH_MAX];
@@ -166,33 +149,6 @@ int fcsp_init_slow(void)
     }
     pthread_mutex_unlock(&init_lock);
     return m;
-}
-
-int fcsp_policy_poll(struct fcsp_policy_entry *entry, int *has_entry)
-{
-    if (!fcsp_g.policy.p) {
-        /* A manager may create the table after we started (`fcsp limit` on a standalone tenant): look for it
-         * about once a second. */
-        static unsigned polls;
-        char dir[PATH_MAX], err[FCSP_ERR_LEN];
-        if (++polls % 10 != 0 || fcsp_region_dir_default(dir, sizeof dir, err, sizeof err) != FCSP_OK ||
-            fcsp_policy_map_open(dir, &fcsp_g.policy, err, sizeof err) != FCSP_OK)
-            return 0;
-    }
-    uint64_t gen = fcsp_policy_generation(fcsp_g.policy.p);
-    if (gen == fcsp_g.policy_generation) /* only the heartbeat thread writes it after init */
-        return 0;
-    fcsp_g.policy_generation = gen;
-    /* An entry for another uid's tenant of the same name is not ours (a scheduler registering its name later must
-     * not hand its caps to a process that took the name first). */
-    if (fcsp_policy_lookup(fcsp_g.policy.p, fcsp_g.cfg.tenant, entry) == FCSP_OK &&
-        (entry->uid < 0 || (uid_t)entry->uid == geteuid())) {
-        *has_entry = 1;
-        return 1;
-    }
-    /* Gone from the table: under a scheduler keep the last limits (the job is ending), else fall back to env. */
-    *has_entry = 0;
-    return !fcsp_g.cfg.scheduler;
 }
 
 __attribute__((destructor)) static void fcsp_fini(void)

@@ -8,9 +8,23 @@
 #include "common/log.h"
 #include "fcsp/fcsp_api.h"
 
+/* Where the variables come from: the process's environment, or the list fcsp_env_check was given (this thread). */
+static _Thread_local char *const *env_list;
+
+static const char *env_get(const char *name)
+{
+    if (!env_list)
+        return getenv(name);
+    size_t n = strlen(name);
+    for (char *const *e = env_list; *e; e++)
+        if (strncmp(*e, name, n) == 0 && (*e)[n] == '=')
+            return *e + n + 1;
+    return NULL;
+}
+
 static int read_mem(const char *var, struct fcsp_mem_spec *out, int *asked)
 {
-    const char *v = getenv(var);
+    const char *v = env_get(var);
     if (!v)
         return 0;
     *asked = 1;
@@ -25,7 +39,7 @@ static int read_mem(const char *var, struct fcsp_mem_spec *out, int *asked)
 
 static int read_sm(const char *var, uint32_t *out, int *asked)
 {
-    const char *v = getenv(var);
+    const char *v = env_get(var);
     if (!v)
         return 0;
     *asked = 1;
@@ -40,7 +54,7 @@ static int read_sm(const char *var, uint32_t *out, int *asked)
 /* An integer variable in [lo, hi]; 0 if unset, 1 if read, -1 (reported) if invalid. */
 static int read_uint(const char *var, unsigned long lo, unsigned long hi, const char *what, int *out)
 {
-    const char *v = getenv(var);
+    const char *v = env_get(var);
     if (!v || !*v)
         return 0;
     char *end;
@@ -68,10 +82,10 @@ int fcsp_config_from_env(struct fcsp_config *c)
 {
     memset(c, 0, sizeof *c);
     int bad = 0, rc;
-    c->scheduler = getenv("FCSP_SCHEDULER") && *getenv("FCSP_SCHEDULER");
+    c->scheduler = env_get("FCSP_SCHEDULER") && *env_get("FCSP_SCHEDULER");
     c->caps_asked = c->scheduler;
     c->on_failure = c->scheduler ? FCSP_ON_FAILURE_FAIL : FCSP_ON_FAILURE_PASSTHROUGH;
-    const char *pol = getenv("FCSP_ON_INIT_FAILURE");
+    const char *pol = env_get("FCSP_ON_INIT_FAILURE");
     if (pol) {
         if (!strcmp(pol, "fail"))
             c->on_failure = FCSP_ON_FAILURE_FAIL;
@@ -87,7 +101,7 @@ int fcsp_config_from_env(struct fcsp_config *c)
     c->sm_slice_ns = 2000ull * 1000ull;
     c->sm_sample_ns = 20ull * 1000000ull;
     c->sm_default_wave_ns = 20ull * 1000ull;
-    const char *mode = getenv("FCSP_SM_MODE");
+    const char *mode = env_get("FCSP_SM_MODE");
     if (mode && *mode) {
         if (!strcmp(mode, "borrow"))
             c->sm_borrow = 1;
@@ -105,7 +119,7 @@ int fcsp_config_from_env(struct fcsp_config *c)
         read_uint_scaled("FCSP_SM_SAMPLE_MS", 1, 60000, 1000000ull, &c->sm_sample_ns) < 0 ||
         read_uint_scaled("FCSP_SM_DEFAULT_WAVE_US", 1, 1000000, 1000ull, &c->sm_default_wave_ns) < 0)
         bad = 1;
-    const char *t = getenv("FCSP_TENANT");
+    const char *t = env_get("FCSP_TENANT");
     if (t && *t) {
         size_t len = strlen(t);
         int ok = len < FCSP_NAME_LEN;
@@ -192,4 +206,15 @@ void fcsp_policy_limits(const struct fcsp_policy_entry *e, const char *uuid, uin
             break;
         }
     }
+}
+
+FCSP_API int fcsp_env_check(char **envp, char *err, size_t errlen)
+{
+    struct fcsp_config c;
+    env_list = envp;
+    fcsp_log_capture(err, errlen);
+    int rc = fcsp_config_from_env(&c);
+    fcsp_log_capture(NULL, 0);
+    env_list = NULL;
+    return rc == 0 ? FCSP_OK : FCSP_EINVAL;
 }

@@ -9,10 +9,7 @@
 #include "common/clock.h"
 #include "common/log.h"
 #include "fcsp/fcsp_api.h"
-#include "interposer/bg_thread.h"
-#include "interposer/gpu_map.h"
-#include "interposer/sm_limiter.h"
-#include "interposer/state.h"
+#include "interposer/reclaim.h"
 
 void fcsp_tenant_leave(struct fcsp_region *r, int tenant_idx)
 {
@@ -195,58 +192,4 @@ void fcsp_detach(struct fcsp_region_map *m, int tenant_idx, int proc_idx)
     fcsp_tenant_leave(r, tenant_idx);
     fcsp_region_bump_topology(r);
     fcsp_region_unlock(m);
-}
-
-/* ---- heartbeat ---- */
-
-#define HEARTBEAT_MS 100
-
-static _Atomic int hb_stop;
-static _Atomic int hb_running;
-
-static void *heartbeat_main(void *arg)
-{
-    (void)arg;
-    /* relaxed: the stop flag orders nothing; the thread only has to notice it eventually */
-    while (!atomic_load_explicit(&hb_stop, memory_order_relaxed)) {
-        if (fcsp_g.proc) /* relaxed: a liveness timestamp, nothing is published with it */
-            atomic_store_explicit(&fcsp_g.region.r->header.proc_beat_ms[fcsp_g.proc_idx], fcsp_now_ms(),
-                                  memory_order_relaxed);
-        struct fcsp_policy_entry e;
-        int has;
-        if (fcsp_policy_poll(&e, &has))
-            fcsp_devs_apply_policy(&e, has);
-        fcsp_sm_flush();
-        struct timespec ts = {.tv_sec = 0, .tv_nsec = HEARTBEAT_MS * 1000000L};
-        nanosleep(&ts, NULL);
-    }
-    atomic_store_explicit(&hb_running, 0, memory_order_relaxed);
-    return NULL;
-}
-
-void fcsp_heartbeat_start(void)
-{
-    int expected = 0;
-    /* relaxed: only elects the one starter */
-    if (!atomic_compare_exchange_strong_explicit(&hb_running, &expected, 1, memory_order_relaxed,
-                                                 memory_order_relaxed))
-        return;
-    atomic_store_explicit(&hb_stop, 0, memory_order_relaxed);
-    int rc = fcsp_start_bg_thread(heartbeat_main);
-    if (rc != 0) {
-        atomic_store_explicit(&hb_running, 0, memory_order_relaxed);
-        fcsp_log(FCSP_LOG_WARN, "cannot start the heartbeat thread (%s): live limit changes will not apply",
-                 strerror(rc));
-    }
-}
-
-void fcsp_heartbeat_stop(void)
-{
-    atomic_store_explicit(&hb_stop, 1, memory_order_relaxed);
-}
-
-void fcsp_heartbeat_forget(void)
-{
-    atomic_store_explicit(&hb_running, 0, memory_order_relaxed);
-    atomic_store_explicit(&hb_stop, 0, memory_order_relaxed);
 }

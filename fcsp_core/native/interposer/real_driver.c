@@ -12,7 +12,6 @@ struct fcsp_real_nvml fcsp_real_nvml;
 _Atomic int fcsp_real_cuda_ready, fcsp_real_nvml_ready;
 
 static _Atomic(fcsp_dlsym_fn) real_dlsym_fn;
-static void *cuda_handle;
 static int cuda_status = -1, nvml_status = -1;
 static pthread_once_t cuda_once = PTHREAD_ONCE_INIT, nvml_once = PTHREAD_ONCE_INIT;
 
@@ -45,10 +44,10 @@ static void *open_lib(const char *env, const char *dflt)
 static void resolve_cuda(void)
 {
     fcsp_dlsym_fn sym = fcsp_real_dlsym();
-    cuda_handle = open_lib("FCSP_REAL_LIBCUDA", "libcuda.so.1");
-    if (!cuda_handle || !sym)
+    void *h = open_lib("FCSP_REAL_LIBCUDA", "libcuda.so.1");
+    if (!h || !sym)
         return;
-#define FCSP_RESOLVE(s, ...) fcsp_real.s = (fcsp_pfn_##s)sym(cuda_handle, #s);
+#define FCSP_RESOLVE(s, ...) fcsp_real.s = (fcsp_pfn_##s)sym(h, #s);
     FCSP_CUDA_HOOKS(FCSP_RESOLVE)
     FCSP_CUDA_USED(FCSP_RESOLVE)
 #undef FCSP_RESOLVE
@@ -82,10 +81,4 @@ int fcsp_real_nvml_resolve(void)
 {
     pthread_once(&nvml_once, resolve_nvml);
     return nvml_status;
-}
-
-void *fcsp_real_cuda_handle(void)
-{
-    fcsp_real_cuda_resolve();
-    return cuda_handle;
 }

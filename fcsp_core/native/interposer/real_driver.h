@@ -37,7 +37,6 @@ fcsp_dlsym_fn fcsp_real_dlsym(void);
 /* Resolve every pointer once (idempotent, thread-safe); 0 if the library was found. */
 int fcsp_real_cuda_resolve(void);
 int fcsp_real_nvml_resolve(void);
-void *fcsp_real_cuda_handle(void);
 
 /* Set (release) once the pointer tables are final: fast paths read them after one acquire load of this flag. */
 extern _Atomic int fcsp_real_cuda_ready, fcsp_real_nvml_ready;

@@ -13,6 +13,7 @@
 #include "common/clock.h"
 #include "common/log.h"
 #include "interposer/proc_slot.h"
+#include "interposer/reclaim.h"
 
 
 static void sleep_us(long us)

@@ -44,11 +44,4 @@ static inline int fcsp_mode(void)
     return fcsp_init_slow();
 }
 
-/* Heartbeat: if the policy table changed, this tenant's entry (or *has_entry = 0 if none); returns 1 when the
- * limits must be recomputed (fcsp_devs_apply_policy). */
-int fcsp_policy_poll(struct fcsp_policy_entry *entry, int *has_entry);
-
-/* Set fcsp_sm_possible if the configuration or this tenant's policy entry has any SM cap. */
-void fcsp_sm_recheck_possible(void);
-
 #endif

@@ -195,29 +195,44 @@ NVML_EXPORT nvmlReturn_t nvmlDeviceGetUtilizationRates(nvmlDevice_t device, nvml
     return NVML_SUCCESS;
 }
 
-/* The processes with a context or memory on GPU d: fills up to cap of pids/bytes, returns how many there are. */
+/* The processes with a context or memory on GPU d: fills up to cap of pids/bytes, returns how many there are.
+ * The process table is copied under its lock and checked against /proc outside it: a reader (the node daemon's
+ * audit, several times a second) never holds up the processes that register or allocate. A dead process is left
+ * out (the driver frees its memory at exit); its slot is released by the next allocation or memory query. */
 static unsigned int list_processes(struct sim_shared *sh, int d, unsigned int cap, unsigned int *pids,
                                    unsigned long long *bytes)
 {
-    unsigned int n = 0;
-    sim_reap_dead(sh);
+    struct sim_proc_id {
+        int32_t pid;
+        uint32_t ctx_mask;
+        uint64_t start_time;
+        int slot;
+    } ids[SIM_MAX_PROCS];
+    int nids = 0;
     sim_robust_lock(&sh->procs_mu);
     for (int i = 0; i < SIM_MAX_PROCS; i++) {
         struct sim_proc *p = &sh->procs[i];
-        if (p->pid == 0)
-            continue;
+        if (p->pid != 0)
+            ids[nids++] = (struct sim_proc_id){p->pid, p->ctx_mask, p->start_time, i};
+    }
+    pthread_mutex_unlock(&sh->procs_mu);
+    unsigned int n = 0;
+    for (int k = 0; k < nids; k++) {
         sim_gpu_lock(&sh->gpu[d]);
-        uint64_t live = p->live_bytes[d];
+        struct sim_proc *p = &sh->procs[ids[k].slot];
+        /* the slot may have changed hands since the copy: count it only while it is still that process's */
+        uint64_t live = (p->pid == ids[k].pid && p->start_time == ids[k].start_time) ? p->live_bytes[d] : 0;
         sim_gpu_unlock(&sh->gpu[d]);
-        if (!(p->ctx_mask & (1u << d)) && live == 0)
+        if (!(ids[k].ctx_mask & (1u << d)) && live == 0)
+            continue;
+        if (!sim_pid_alive(ids[k].pid, ids[k].start_time))
             continue;
         if (n < cap) {
-            pids[n] = (unsigned int)p->pid;
+            pids[n] = (unsigned int)ids[k].pid;
             bytes[n] = live;
         }
         n++;
     }
-    pthread_mutex_unlock(&sh->procs_mu);
     return n;
 }
 

@@ -46,9 +46,9 @@ static uint64_t self_start_time(void)
     return start;
 }
 
-static int proc_alive(const struct sim_proc *p)
+int sim_pid_alive(int32_t pid_value, uint64_t start_time)
 {
-    pid_t pid = (pid_t)p->pid;
+    pid_t pid = (pid_t)pid_value;
     if (kill(pid, 0) != 0 && errno == ESRCH)
         return 0;
     char state;
@@ -57,8 +57,10 @@ static int proc_alive(const struct sim_proc *p)
         return 1; /* no /proc: trust kill() */
     if (state == 'Z' || state == 'X')
         return 0; /* a zombie holds no GPU memory */
-    return p->start_time == 0 || start == p->start_time;
+    return start_time == 0 || start == start_time;
 }
+
+static int proc_alive(const struct sim_proc *p) { return sim_pid_alive(p->pid, p->start_time); }
 
 /* Releases the memory of slot i and frees it. Caller holds procs_mu. */
 static void release_slot(struct sim_shared *sh, struct sim_proc *p)

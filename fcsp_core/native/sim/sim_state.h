@@ -76,6 +76,8 @@ int sim_proc_register(struct sim_shared *sh);
 void sim_proc_note_context(struct sim_shared *sh, int slot, int dev);
 /* Releases the memory of processes that are gone (SIGKILLed or exited without freeing), like the driver does. */
 void sim_reap_dead(struct sim_shared *sh);
+/* Whether the process pid that started at start_time (0: any) is alive and not a zombie (reads /proc). */
+int sim_pid_alive(int32_t pid, uint64_t start_time);
 
 void sim_gpu_lock(struct sim_gpu *g);
 void sim_gpu_unlock(struct sim_gpu *g);

@@ -1,5 +1,6 @@
 """`fcsp ray`: `resources` (this node's --resources JSON), `env` (the variables that turn fcsp on) and
-`start` (`ray start` with both). Registered by fcsp_core/cli.py; importing this module stays cheap."""
+`start` (`ray start` with both). fcsp_core/cli.py finds it through the `fcsp.commands` entry point
+(pyproject.toml) and imports it for every `fcsp` command, so importing it stays cheap."""
 
 from __future__ import annotations
 
@@ -27,7 +28,7 @@ environment set by `fcsp ray start` (and printed by `fcsp ray env`):
 environment read by the plugin: FCSP_RAY_METRICS_PORT (9478), FCSP_RAY_NODE_DAEMON=0, FCSP_RAY_NODE_LOG
 
 `fcsp ray resources` prints {} on a node without GPUs (and says why on stderr); without NVML's Python
-binding (nvidia-ml-py, part of fcsp[ray]) it says so and exits 1, as does `fcsp ray start`.
+binding (nvidia-ml-py, a dependency of fcsp) it says so and exits 1, as does `fcsp ray start`.
 
 examples:
   fcsp ray resources                         # {"fcsp_mem_gb": 80.0, "fcsp_sm": 100.0}
@@ -70,17 +71,18 @@ def _merge_resources(args: list[str], ours: dict[str, float]) -> list[str]:
 
 
 def _this_node_resources(prog: str) -> dict[str, float] | None:
-    """This node's resources; {} on a node without GPUs (said on stderr); None when NVML is missing."""
-    from fcsp_ray.resources import NoGpuError, NvmlMissingError, node_resources
+    """This node's resources; {} on a node without GPUs (said on stderr); None when NVML is missing or
+    fails."""
+    from fcsp_ray.resources import NoGpuError, NvmlError, node_resources
 
     try:
         return node_resources()
-    except NvmlMissingError as exc:
-        print(f"{prog}: {exc}", file=sys.stderr)
-        return None
     except NoGpuError as exc:
         print(f"{prog}: no fcsp resources on this node: {exc}", file=sys.stderr)
         return {}
+    except NvmlError as exc:
+        print(f"{prog}: {exc}", file=sys.stderr)
+        return None
 
 
 def run(args: argparse.Namespace) -> int:

@@ -24,7 +24,7 @@ import threading
 import time
 from pathlib import Path
 
-from fcsp_ray.resources import NoGpuError, NvmlMissingError, gpu_memory_bytes
+from fcsp_ray.resources import NvmlError, gpu_memory_bytes
 
 log = logging.getLogger(__name__)
 _STARTED: list[threading.Thread] = []
@@ -98,7 +98,7 @@ def _why_not() -> str | None:
         return "FCSP_RAY_NODE_DAEMON=0"
     try:
         gpu_memory_bytes()
-    except (NvmlMissingError, NoGpuError) as exc:
+    except NvmlError as exc:
         return str(exc)
     return None
 

@@ -103,7 +103,7 @@ def _run(gpu_mem: list[int] | None, state: Path) -> int:
     os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
     os.environ.setdefault("RAY_AUTH_MODE", "disabled")
     import fcsp_ray
-    from fcsp_ray.resources import NoGpuError, NvmlMissingError
+    from fcsp_ray.resources import NvmlError
 
     os.environ.update(fcsp_ray.cluster_env())
     os.environ.setdefault("FCSP_RAY_METRICS_PORT", "0")
@@ -113,7 +113,7 @@ def _run(gpu_mem: list[int] | None, state: Path) -> int:
 
     try:
         resources = fcsp_ray.node_resources(gpu_mem)
-    except (NvmlMissingError, NoGpuError) as exc:
+    except NvmlError as exc:
         print(f"fcsp demo --ray: {exc}", file=sys.stderr)
         return 1
     fcsp_ray.enable()

@@ -1,42 +1,21 @@
 """What a node advertises to Ray: fcsp_mem_gb (whole GiB of GPU memory summed over its GPUs, rounded down)
-and fcsp_sm (100 per GPU), read from NVML (pynvml; under `fcsp sim` the simulated NVML)."""
+and fcsp_sm (100 per GPU), read from NVML (fcsp_core.node.nvml; under `fcsp sim` the simulated NVML)."""
 
 from __future__ import annotations
 
+from fcsp_core.node.nvml import NoGpuError, NvmlError, NvmlMissingError, list_gpus
 from fcsp_ray.caps import GIB, MEM_RESOURCE, SM_RESOURCE
 
-
-class NvmlMissingError(RuntimeError):
-    """pynvml (the nvidia-ml-py package) is not installed: this node cannot tell whether it has GPUs."""
-
-
-class NoGpuError(RuntimeError):
-    """NVML works but reports no GPU, or no NVIDIA driver answers here (a CPU node)."""
+__all__ = ["NoGpuError", "NvmlError", "NvmlMissingError", "gpu_memory_bytes", "node_resources"]
 
 
 def gpu_memory_bytes() -> list[int]:
-    """Each GPU's total memory by NVML index; raises NvmlMissingError or NoGpuError (with the reason)."""
-    try:
-        import pynvml
-    except ImportError:
-        raise NvmlMissingError(
-            "pynvml is not installed, so this node's GPUs cannot be read: pip install nvidia-ml-py "
-            "(or reinstall with pip install 'fcsp[ray]')"
-        ) from None
-    try:
-        pynvml.nvmlInit()
-    except pynvml.NVMLError as exc:
-        raise NoGpuError(f"no NVIDIA driver answers here (NVML: {exc})") from None
-    try:
-        count = pynvml.nvmlDeviceGetCount()
-        if count == 0:
-            raise NoGpuError("NVML sees no GPU on this node")
-        return [
-            int(pynvml.nvmlDeviceGetMemoryInfo(pynvml.nvmlDeviceGetHandleByIndex(i)).total)
-            for i in range(count)
-        ]
-    finally:
-        pynvml.nvmlShutdown()
+    """Each GPU's total memory by NVML index; raises NvmlMissingError, NoGpuError (also when NVML sees no
+    GPU) or NvmlError, with the reason."""
+    gpus = list_gpus()
+    if not gpus:
+        raise NoGpuError("NVML sees no GPU on this node")
+    return [g.total_bytes for g in gpus]
 
 
 def node_resources(mem_bytes: list[int] | None = None) -> dict[str, float]:

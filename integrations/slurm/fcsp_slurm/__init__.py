@@ -4,6 +4,6 @@ The plugin itself is C (spank/ in the repository, installed as fcsp_core/lib/fcs
 generates the configuration lines a site needs from the node's GPUs and checks a node's setup, with
 Slurm's CLI tools (pyslurm only when importable)."""
 
-from fcsp_slurm.cli import register
+from fcsp_slurm.command import register
 
 __all__ = ["register"]

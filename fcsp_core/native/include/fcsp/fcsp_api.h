@@ -1,6 +1,6 @@
 /* The public C API of libfcsp.so: what the Python region manager (cffi, ABI mode), the SPANK plugin and tools use.
  *
- * The part between FCSP_CDEF_BEGIN and FCSP_CDEF_END is read verbatim by fcsp_core/region.py as cffi's cdef, so it
+ * The part between FCSP_CDEF_BEGIN and FCSP_CDEF_END is read verbatim by fcsp_core/_native.py as cffi's cdef, so it
  * must stay in the C subset cffi parses: plain integer #defines, structs, prototypes; no includes, no attributes.
  */
 #ifndef FCSP_API_H
@@ -56,11 +56,20 @@ struct fcsp_tenant_gpu_info {
     uint64_t launches_total;        /* kernel and graph launches */
 };
 
+/* fcsp_tenant_info.flags, .nprocs and fcsp_proc_info.state hold region_layout.h's values (api.c asserts they agree). */
+#define FCSP_TENANT_INFO_EPHEMERAL 1         /* flags: removed by its last process */
+#define FCSP_TENANT_INFO_POLICY 2            /* flags: its limits come from the policy table */
+#define FCSP_TENANT_INFO_CLOSING 0xFFFFFFFF  /* nprocs while the tenant is torn down */
+#define FCSP_PROC_INFO_FREE 0
+#define FCSP_PROC_INFO_CLAIMING 1
+#define FCSP_PROC_INFO_LIVE 2
+#define FCSP_PROC_INFO_REAPING 3
+
 struct fcsp_tenant_info {
     int32_t index; /* unique in the snapshot: file position * 256 + slot */
     uint32_t uid;  /* owner of the accounting file the tenant is in */
-    uint32_t flags;
-    uint32_t nprocs;
+    uint32_t flags;  /* FCSP_TENANT_INFO_EPHEMERAL | FCSP_TENANT_INFO_POLICY */
+    uint32_t nprocs; /* FCSP_TENANT_INFO_CLOSING while torn down */
     uint64_t created_ns;
     char name[64];
     struct fcsp_tenant_gpu_info gpu[16];
@@ -73,7 +82,7 @@ struct fcsp_proc_info {
     int32_t index; /* unique in the snapshot: file position * 1024 + slot */
     int32_t pid;
     uint32_t tenant; /* the index of its tenant's fcsp_tenant_info */
-    uint32_t state;
+    uint32_t state;  /* FCSP_PROC_INFO_* */
     uint32_t in_op;
     uint32_t uid; /* owner of the accounting file the slot is in (the pid is what that uid wrote) */
     uint64_t start_time;
@@ -221,6 +230,10 @@ int fcsp_policy_list(const char *dir, struct fcsp_policy_in *out, int max, char 
 int fcsp_parse_mem_limit(const char *text, uint64_t *bytes, double *percent, char *err, size_t errlen);
 /* SM limit: an integer percentage 1..100, optionally followed by '%'. */
 int fcsp_parse_sm_limit(const char *text, uint32_t *pct, char *err, size_t errlen);
+
+/* What libfcsp would read from envp ("NAME=value" strings, NULL-terminated) in a job: FCSP_OK, or FCSP_EINVAL with
+ * the first refused value in err, in the one line the library would print ("FCSP_SM_LIMIT=150: ..."). */
+int fcsp_env_check(char **envp, char *err, size_t errlen);
 /* FCSP_CDEF_END */
 
 #ifdef __cplusplus

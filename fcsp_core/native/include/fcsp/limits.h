@@ -1,4 +1,5 @@
-/* Fixed sizes shared by the region layout, the C API and the Python bindings (cffi reads these defines). */
+/* Fixed sizes shared by the region layout, the C API and the Python bindings (fcsp_core/c_constants.py reads these
+ * defines through cffi; installed as lib/include/fcsp/limits.h). Integer defines only. */
 #ifndef FCSP_LIMITS_H
 #define FCSP_LIMITS_H
 

@@ -1,4 +1,4 @@
-"""`fcsp slurm plugstack|gres|check`."""
+"""`fcsp slurm plugstack|gres|check` (fcsp_core/cli.py finds it through the `fcsp.commands` entry point)."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from fcsp_slurm.gpus import NvmlError, list_gpus
+from fcsp_core.node.nvml import NvmlError, list_gpus
 
 PLUGIN_NAME = "fcsp_spank.so"
 DEFAULT_REGION = "/run/fcsp"
