@@ -517,6 +517,7 @@ def cmd_limit(args: argparse.Namespace) -> int:
             mem_limit_bytes=mem_bytes,
             sm_limit_pct=sm,
             gpus=current.gpus if current else [],
+            sm_mode=current.sm_mode if current else "time",
         )
     except ValueError as exc:
         raise UsageError(f"fcsp limit: {exc}") from None

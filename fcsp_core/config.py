@@ -10,7 +10,7 @@ import os
 import re
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_validator
 
@@ -159,6 +159,9 @@ class PolicyEntry(_Model):
     mem_limit_bytes: int = Field(default=0, ge=0)
     sm_limit_pct: SmPctOrNone = 0
     gpus: list[PolicyGpuLimit] = Field(default_factory=list, max_length=MAX_GPUS)
+    # How the SM share is kept: time slices, or an MPS partition (`fcsp node --mps`). Only the entry's writer
+    # picks spatial: the job's own FCSP_SM_MODE=spatial is ignored for a tenant with an entry.
+    sm_mode: Literal["time", "spatial"] = "time"
 
 
 # --------------------------------------------------------------------------------------------------

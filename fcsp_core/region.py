@@ -396,6 +396,7 @@ def _policy_struct(entry: PolicyEntry) -> Any:
     s.uid = -1 if entry.uid is None else entry.uid
     s.mem_limit_bytes = entry.mem_limit_bytes
     s.sm_limit_pct = entry.sm_limit_pct
+    s.sm_mode = nat.lib.FCSP_POLICY_SM_SPATIAL if entry.sm_mode == "spatial" else nat.lib.FCSP_POLICY_SM_TIME
     s.ngpus = len(entry.gpus)
     for i, gpu in enumerate(entry.gpus):
         s.gpu[i].uuid = gpu.uuid.encode("ascii")
@@ -411,6 +412,7 @@ def _policy_model(s: Any) -> PolicyEntry:
         uid=None if uid < 0 else uid,
         mem_limit_bytes=int(s.mem_limit_bytes),
         sm_limit_pct=int(s.sm_limit_pct),
+        sm_mode="spatial" if int(s.sm_mode) == _native.native().lib.FCSP_POLICY_SM_SPATIAL else "time",
         gpus=[
             PolicyGpuLimit(
                 uuid=_native.c_string(g.uuid),

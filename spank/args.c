@@ -62,6 +62,7 @@ int fcsp_args_parse(int ac, char **av)
     fcsp_args.default_gpu_cap = 0;
     fcsp_args.allow_opt_out = 0; /* opt-out only where the site enables it */
     fcsp_args.shards_per_gpu = 0;
+    fcsp_args.default_sm_mode = FCSP_POLICY_SM_TIME;
     for (int i = 0; i < ac; i++) {
         const char *eq = strchr(av[i], '=');
         if (!eq) {
@@ -80,7 +81,11 @@ int fcsp_args_parse(int ac, char **av)
             rc = set_str(fcsp_args.default_mem, sizeof fcsp_args.default_mem, "default_mem", val);
         else if (KEY("default_sm"))
             rc = set_str(fcsp_args.default_sm, sizeof fcsp_args.default_sm, "default_sm", val);
-        else if (KEY("default_gpu_cap"))
+        else if (KEY("sm_mode")) {
+            rc = fcsp_sm_mode_parse(val, &fcsp_args.default_sm_mode);
+            if (rc != 0)
+                slurm_error(FCSP_PLUGIN ": plugstack.conf: sm_mode=%s: use " FCSP_SM_MODE_ACCEPTED, val);
+        } else if (KEY("default_gpu_cap"))
             rc = set_bool(&fcsp_args.default_gpu_cap, "default_gpu_cap", val);
         else if (KEY("allow_opt_out"))
             rc = set_bool(&fcsp_args.allow_opt_out, "allow_opt_out", val);
@@ -90,7 +95,7 @@ int fcsp_args_parse(int ac, char **av)
             rc = set_str(fcsp_args.fcsp_cmd, sizeof fcsp_args.fcsp_cmd, "fcsp", val);
         else {
             slurm_error(FCSP_PLUGIN ": plugstack.conf: unknown argument '%.*s' (known: lib, region_dir, default_mem, "
-                        "default_sm, default_gpu_cap, allow_opt_out, shards_per_gpu, fcsp)",
+                        "default_sm, sm_mode, default_gpu_cap, allow_opt_out, shards_per_gpu, fcsp)",
                         (int)klen, av[i]);
             return -1;
         }

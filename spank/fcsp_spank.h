@@ -23,6 +23,7 @@ struct fcsp_args {
     char region_dir[PATH_MAX]; /* the node region and policy table */
     char default_mem[64];      /* cap of a GPU step without options ("" = none) */
     char default_sm[16];
+    uint32_t default_sm_mode;  /* FCSP_POLICY_SM_TIME or _SPATIAL: a capped step without --fcsp-sm-mode */
     int default_gpu_cap;       /* a GPU step without fcsp options gets the default caps */
     int allow_opt_out;         /* --fcsp-off is honoured */
     unsigned shards_per_gpu;   /* gres/shard count per GPU (0: shards are not turned into caps) */
@@ -32,6 +33,7 @@ struct fcsp_args {
 struct fcsp_opts {
     char mem[64]; /* as given ("" = not given) */
     char sm[16];
+    char sm_mode[8]; /* "time", "spatial" ("" = not given) */
     int off;
 };
 
@@ -42,8 +44,12 @@ extern struct fcsp_opts fcsp_opts;
  * key or a bad value. */
 int fcsp_args_parse(int ac, char **av);
 
-/* options.c: register --fcsp-mem, --fcsp-sm, --fcsp-off; the callbacks validate (remote=0: at submit). */
+/* options.c: register --fcsp-mem, --fcsp-sm, --fcsp-sm-mode, --fcsp-off; the callbacks validate (remote=0: at
+ * submit). */
 int fcsp_options_register(spank_t sp);
+/* "time" or "spatial" into FCSP_POLICY_SM_*; -1 (nothing logged) on anything else. */
+int fcsp_sm_mode_parse(const char *text, uint32_t *mode);
+#define FCSP_SM_MODE_ACCEPTED "time (SM time slices) or spatial (an MPS partition, on nodes running fcsp node --mps)"
 
 /* lib.c: libfcsp.so entry points, loaded once from fcsp_args.lib. Typed from libfcsp's own declarations
  * (fcsp_api.h), so a signature change there breaks this build instead of drifting silently. */

@@ -1,4 +1,5 @@
-/* --fcsp-mem, --fcsp-sm, --fcsp-off: validated by libfcsp's parsers wherever they are seen (at submit: remote=0). */
+/* --fcsp-mem, --fcsp-sm, --fcsp-sm-mode, --fcsp-off: validated (libfcsp's parsers for sizes and shares) wherever
+ * they are seen (at submit: remote=0). */
 #include <stdio.h>
 #include <string.h>
 
@@ -55,14 +56,41 @@ static int opt_sm(int val, const char *optarg, int remote)
     return 0;
 }
 
+int fcsp_sm_mode_parse(const char *text, uint32_t *mode)
+{
+    if (text && !strcmp(text, "time"))
+        *mode = FCSP_POLICY_SM_TIME;
+    else if (text && !strcmp(text, "spatial"))
+        *mode = FCSP_POLICY_SM_SPATIAL;
+    else
+        return -1;
+    return 0;
+}
+
+static int opt_sm_mode(int val, const char *optarg, int remote)
+{
+    uint32_t mode;
+    if (fcsp_sm_mode_parse(optarg, &mode) != 0) {
+        slurm_error(FCSP_PLUGIN ": --fcsp-sm-mode=%.40s: is not a valid mode: use " FCSP_SM_MODE_ACCEPTED,
+                    optarg ? optarg : "");
+        return -1;
+    }
+    if (fcsp_opts.off) {
+        slurm_error(FCSP_PLUGIN ": --fcsp-sm-mode and --fcsp-off exclude each other");
+        return -1;
+    }
+    snprintf(fcsp_opts.sm_mode, sizeof fcsp_opts.sm_mode, "%s", optarg);
+    return 0;
+}
+
 static int opt_off(int val, const char *optarg, int remote)
 {
     if (!fcsp_args.allow_opt_out) {
         slurm_error(FCSP_PLUGIN ": --fcsp-off: this site does not allow running GPU jobs without fcsp caps");
         return -1;
     }
-    if (fcsp_opts.mem[0] || fcsp_opts.sm[0]) {
-        slurm_error(FCSP_PLUGIN ": --fcsp-off excludes --fcsp-mem and --fcsp-sm");
+    if (fcsp_opts.mem[0] || fcsp_opts.sm[0] || fcsp_opts.sm_mode[0]) {
+        slurm_error(FCSP_PLUGIN ": --fcsp-off excludes --fcsp-mem, --fcsp-sm and --fcsp-sm-mode");
         return -1;
     }
     fcsp_opts.off = 1;
@@ -73,6 +101,8 @@ static struct spank_option g_options[] = {
     {"fcsp-mem", "SIZE", "fcsp: cap GPU memory on each GPU of the step: 8G, 8192M or 50% (of the GPU)", 1, 0,
      opt_mem},
     {"fcsp-sm", "PCT", "fcsp: cap the step's share of each GPU's SM time, 1-100 percent", 1, 0, opt_sm},
+    {"fcsp-sm-mode", "MODE", "fcsp: keep the SM share as time slices (time) or as an MPS partition (spatial: "
+     "lower latency, but a neighbour's GPU fault can end the step)", 1, 0, opt_sm_mode},
     {"fcsp-off", NULL, "fcsp: run without fcsp caps (where the site allows it)", 0, 0, opt_off},
     SPANK_OPTIONS_TABLE_END,
 };

@@ -12,8 +12,10 @@ struct caps {
     double mem_fraction; /* > 0: a fraction of each GPU (shards) instead of mem */
     double shard_share;  /* > 0: a shard step; no cap may exceed this fraction of a GPU */
     unsigned long shards;
-    uint32_t sm_pct; /* 0 = none */
-    const char *why; /* "options", "shards", "default" */
+    uint32_t sm_pct;  /* 0 = none */
+    uint32_t sm_mode; /* FCSP_POLICY_SM_TIME or _SPATIAL: written into the policy entry, where the job cannot
+                       * change it (spatial can give more than a time share: each MPS client gets the partition) */
+    const char *why;  /* "options", "shards", "default" */
 };
 
 int fcsp_remote_init(spank_t sp, int ac, char **av)
@@ -61,9 +63,29 @@ static unsigned long step_shards(spank_t sp)
     return *end ? 0 : shards;
 }
 
+static int decide_caps(spank_t sp, int ngpus, struct caps *c);
+
+/* What caps this step gets (decide_caps), and how its SM share is kept: --fcsp-sm-mode, else plugstack sm_mode.
+ * Spatial needs a share to partition. 1 = caps, 0 = none, -1 = refused (one line logged). */
+static int decide(spank_t sp, int ngpus, struct caps *c)
+{
+    int d = decide_caps(sp, ngpus, c);
+    c->sm_mode = fcsp_args.default_sm_mode;
+    if (fcsp_opts.sm_mode[0] && fcsp_sm_mode_parse(fcsp_opts.sm_mode, &c->sm_mode) != 0)
+        return -1; /* checked by the option's callback already */
+    if (c->sm_mode == FCSP_POLICY_SM_SPATIAL && fcsp_opts.sm_mode[0] && (d == 0 || c->sm_pct == 0)) {
+        slurm_error(FCSP_PLUGIN ": --fcsp-sm-mode=spatial needs an SM share to partition (--fcsp-sm, a shard "
+                    "request or the site's default_sm)");
+        return -1;
+    }
+    if (c->sm_pct == 0)
+        c->sm_mode = FCSP_POLICY_SM_TIME; /* the site's default mode: nothing to partition */
+    return d;
+}
+
 /* What caps this step gets: a shard step runs under its share (options may only lower it), otherwise explicit
  * options win, then the site's default for GPU steps. 1 = caps, 0 = none, -1 = refused (one line logged). */
-static int decide(spank_t sp, int ngpus, struct caps *c)
+static int decide_caps(spank_t sp, int ngpus, struct caps *c)
 {
     char err[256];
     memset(c, 0, sizeof *c);
@@ -123,6 +145,7 @@ static int register_tenant(spank_t sp, const char *tenant, const struct caps *c,
     in.uid = spank_get_item(sp, S_JOB_UID, &uid) == ESPANK_SUCCESS ? (int64_t)uid : -1;
     in.mem_limit_bytes = bytes;
     in.sm_limit_pct = c->sm_pct;
+    in.sm_mode = c->sm_mode;
     for (int g = 0; g < ngpus && g < 16; g++) {
         struct fcsp_gpu gpu;
         if (fcsp_nvml_gpu(gpus[g], &gpu, err, sizeof err) != 0) {
@@ -208,6 +231,18 @@ int fcsp_remote_task_init(spank_t sp, int ac, char **av)
         spank_setenv(sp, "FCSP_SCHEDULER", "slurm", 1) != ESPANK_SUCCESS ||
         spank_setenv(sp, "FCSP_REGION_DIR", fcsp_args.region_dir, 1) != ESPANK_SUCCESS) {
         slurm_error(FCSP_PLUGIN ": cannot set the task's environment");
+        return -1;
+    }
+    /* The mode the policy entry holds, so the task's environment tells the truth (a job's own spatial under a
+     * time entry would only be ignored by libfcsp); a time step keeps the job's hard/borrow choice. */
+    char mode[16];
+    const char *want = NULL;
+    if (c.sm_mode == FCSP_POLICY_SM_SPATIAL)
+        want = "spatial";
+    else if (getenv_sp(sp, "FCSP_SM_MODE", mode, sizeof mode) && !strcmp(mode, "spatial"))
+        want = "hard";
+    if (want && spank_setenv(sp, "FCSP_SM_MODE", want, 1) != ESPANK_SUCCESS) {
+        slurm_error(FCSP_PLUGIN ": cannot set the task's FCSP_SM_MODE");
         return -1;
     }
     return 0;

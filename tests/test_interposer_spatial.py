@@ -9,6 +9,9 @@ import os
 import subprocess
 from pathlib import Path
 
+from fcsp_core.config import PolicyEntry
+from fcsp_core.region import policy_put
+
 SIM = {"mem": "8G", "kernel_us": "spin=1000,default=5"}
 
 
@@ -76,3 +79,30 @@ def test_a_list_the_job_could_write_is_not_believed(native, sim_env, two_uids):
     env = sim_env(FCSP_SM_MODE="spatial", FCSP_SM_LIMIT="25", FCSP_TENANT="forged", **SIM)
     share, _ = _launch_share(native, env, 120, client_list=True, owner=two_uids[0].uid)
     assert abs(share * 100 - 25) <= 5, f"achieved {share:.1%} of the GPU"
+
+
+def _with_policy(env: dict[str, str], tenant: str, sm_mode: str) -> None:
+    """The scheduler's entry for the tenant (root's, as slurmstepd writes it): a 25% share in sm_mode."""
+    region = Path(env["FCSP_REGION_DIR"])
+    region.mkdir(mode=0o755, exist_ok=True)
+    policy_put(PolicyEntry(tenant=tenant, uid=os.geteuid(), sm_limit_pct=25, sm_mode=sm_mode), region)
+
+
+def test_a_policy_entry_in_time_mode_overrules_the_jobs_spatial_request(native, sim_env):
+    """Spatial mode can give a tenant more than its time share (each MPS client gets the partition), so for a
+    tenant with a policy entry only the entry picks it: a listed MPS client asking FCSP_SM_MODE=spatial on its
+    own keeps its share by time slices, and is told so."""
+    env = sim_env(FCSP_SM_MODE="spatial", FCSP_TENANT="pinned", FCSP_SCHEDULER="test", **SIM)
+    _with_policy(env, "pinned", "time")
+    share, err = _launch_share(native, env, 120, client_list=True)
+    assert abs(share * 100 - 25) <= 5, f"achieved {share:.1%} of the GPU"
+    assert "policy entry keeps its SM share in time slices" in err
+
+
+def test_a_policy_entry_in_spatial_mode_leaves_a_listed_client_to_mps(native, sim_env):
+    """The scheduler asked for spatial: the job runs as an MPS client even without FCSP_SM_MODE of its own."""
+    env = sim_env(FCSP_TENANT="spatial-step", FCSP_SCHEDULER="test", **SIM)
+    env.pop("FCSP_SM_MODE", None)
+    _with_policy(env, "spatial-step", "spatial")
+    share, _ = _launch_share(native, env, 120, client_list=True)
+    assert share > 0.6, f"achieved {share:.1%} of the GPU: still time-sliced"

@@ -156,15 +156,14 @@ def test_clients_torn_down_after_a_fault_are_counted(fake_mps):
     assert faults["fcsp_mps_client_faults"] == 2
 
 
-def test_policy_shares_take_each_uids_largest():
+def test_policy_shares_take_each_uids_largest_spatial_share():
     class E:
-        def __init__(self, uid: int | None, pct: int) -> None:
-            self.uid, self.sm_limit_pct = uid, pct
+        def __init__(self, uid: int | None, pct: int, sm_mode: str = "spatial") -> None:
+            self.uid, self.sm_limit_pct, self.sm_mode = uid, pct, sm_mode
 
-    assert policy_shares([E(1000, 30), E(1000, 50), E(None, 90), E(1001, 0), E(1002, 25)]) == {
-        1000: 50,
-        1002: 25,
-    }
+    entries = [E(1000, 30), E(1000, 50), E(None, 90), E(1001, 0), E(1002, 25)]
+    entries += [E(1002, 75, "time"), E(1003, 60, "time")]  # time-slice entries never widen a partition
+    assert policy_shares(entries) == {1000: 50, 1002: 25}
 
 
 def test_off_by_default_and_the_flag_turns_it_on():
@@ -194,7 +193,7 @@ def test_fcsp_node_runs_the_manager(sim_env, tmp_path):
     config = tmp_path / "node.toml"
     config.write_text(
         f'[mps]\ncontrol = "{control}"\n'
-        f'[[policy]]\ntenant = "decode"\nuid = {os.getuid()}\nsm_limit_pct = 75\n'
+        f'[[policy]]\ntenant = "decode"\nuid = {os.getuid()}\nsm_limit_pct = 75\nsm_mode = "spatial"\n'
     )
     env = sim_env(preload=False)
     fcsp = Path(sys.executable).parent / "fcsp"

@@ -156,6 +156,54 @@ def test_sm_cap_reaches_the_worker(cluster):
     assert ray.get(env_of.remote()) == ("40", None)
 
 
+NEEDS_SHARE = 'fcsp: sm_mode="spatial" needs an SM share to partition'
+
+
+@ray.remote(num_cpus=0)
+def sm_env() -> dict[str, str | None]:
+    keys = ("FCSP_SM_LIMIT", "FCSP_SM_MODE", "CUDA_MPS_ACTIVE_THREAD_PERCENTAGE", "CUDA_MPS_PIPE_DIRECTORY")
+    return {k: os.environ.get(k) for k in keys}
+
+
+@pytest.mark.slow  # a real Ray cluster
+def test_sm_mode_per_task(cluster):
+    """A task asks for spatial mode with options(sm_mode=) or its runtime_env's fcsp key: the worker gets
+    FCSP_SM_MODE=spatial and libfcsp points it at the node's MPS with its share as the active thread
+    percentage (a task's own larger percentage is dropped); FCSP_SM_MODE=spatial in env_vars alone is not
+    spatial mode; "time" is the default."""
+    region = os.environ.get("FCSP_REGION_DIR")
+    r = ray.get(sm_env.options(**fcsp_ray.options(sm=40, sm_mode="spatial")).remote(), timeout=60)
+    assert r["FCSP_SM_LIMIT"] == "40" and r["FCSP_SM_MODE"] == "spatial", r
+    assert r["CUDA_MPS_ACTIVE_THREAD_PERCENTAGE"] == "40" and r["CUDA_MPS_PIPE_DIRECTORY"], r
+    if region:
+        assert r["CUDA_MPS_PIPE_DIRECTORY"] == f"{region}/mps", r
+    wide = {"env_vars": {"CUDA_MPS_ACTIVE_THREAD_PERCENTAGE": "100"}, "fcsp": {"sm_mode": "spatial"}}
+    r = ray.get(sm_env.options(resources={"fcsp_sm": 25}, runtime_env=wide).remote(), timeout=60)
+    assert r["FCSP_SM_MODE"] == "spatial" and r["CUDA_MPS_ACTIVE_THREAD_PERCENTAGE"] == "25", r
+    own = {"env_vars": {"FCSP_SM_MODE": "spatial"}}
+    r = ray.get(sm_env.options(resources={"fcsp_sm": 25}, runtime_env=own).remote(), timeout=60)
+    assert r["FCSP_SM_MODE"] == "hard" and r["CUDA_MPS_PIPE_DIRECTORY"] is None, r
+    r = ray.get(sm_env.options(**fcsp_ray.options(sm=25, sm_mode="time")).remote(), timeout=60)
+    assert r["FCSP_SM_MODE"] is None and r["CUDA_MPS_PIPE_DIRECTORY"] is None, r
+
+
+@pytest.mark.slow  # a real Ray cluster
+@pytest.mark.parametrize(
+    ("resources", "fcsp", "message"),
+    [
+        ({"fcsp_sm": 40}, {"sm_mode": "fast"}, "fcsp: sm_mode='fast' is not valid: use time or spatial"),
+        (None, {"sm_mode": "spatial"}, NEEDS_SHARE),
+        ({"fcsp_mem_gb": 2}, {"sm_mode": "spatial"}, NEEDS_SHARE),
+    ],
+)
+def test_bad_sm_mode_is_refused_at_submit(cluster, resources, fcsp, message):
+    with pytest.raises(fcsp_ray.CapsError) as err:
+        sm_env.options(resources=resources or {}, runtime_env={"fcsp": fcsp}).remote()
+    assert str(err.value).startswith(message) and "\n" not in str(err.value), err.value
+    with pytest.raises(fcsp_ray.CapsError, match="^fcsp: sm_mode='fast' is not valid"):
+        fcsp_ray.options(sm=40, sm_mode="fast")
+
+
 @pytest.mark.slow  # a real Ray cluster
 def test_uncapped_task_is_not_preloaded(cluster):
     @ray.remote(num_cpus=0)

@@ -351,7 +351,11 @@ def test_salloc_caps(slurm: Slurm) -> None:
 
 
 @pytest.mark.parametrize(
-    "opt", ["--fcsp-sm=150", "--fcsp-sm=abc", "--fcsp-mem=-3G", "--fcsp-mem=0", "--fcsp-mem=101%"]
+    "opt",
+    [
+        "--fcsp-sm=150", "--fcsp-sm=abc", "--fcsp-mem=-3G", "--fcsp-mem=0", "--fcsp-mem=101%",
+        "--fcsp-sm-mode=fast",
+    ],  # fmt: skip
 )
 @pytest.mark.parametrize("tool", ["srun", "sbatch", "salloc"])
 def test_bad_values_refused_at_submit(slurm: Slurm, tool: str, opt: str) -> None:
@@ -367,6 +371,7 @@ def test_help_lists_options(slurm: Slurm) -> None:
     for tool in ("srun", "sbatch", "salloc"):
         out = slurm.run(tool, "--help").stdout
         assert "--fcsp-mem=SIZE" in out and "--fcsp-sm=PCT" in out and "--fcsp-off" in out, (tool, out)
+        assert "--fcsp-sm-mode=MODE" in out, (tool, out)
 
 
 def test_two_jobs_on_one_gpu_keep_their_caps(slurm: Slurm) -> None:
@@ -625,7 +630,7 @@ def test_plugstack_line_keeps_opt_out_off() -> None:
     line = subprocess.run(
         [fcsp_command(), "slurm", "plugstack"], capture_output=True, text=True, timeout=60, check=True
     ).stdout
-    assert "allow_opt_out=no" in line, line
+    assert "allow_opt_out=no" in line and "sm_mode=time" in line, line
     allowed = subprocess.run(
         [fcsp_command(), "slurm", "plugstack", "--allow-opt-out"], capture_output=True, text=True, timeout=60,
         check=True,
@@ -715,6 +720,50 @@ def test_env_cannot_raise_the_cap(slurm: Slurm) -> None:
         env=env, capture_output=True, text=True, timeout=60, check=False,
     )  # fmt: skip
     assert _probe_rows(done.stdout, "init")[0]["total_bytes"] == str(GIB), done
+
+
+def _step_mode(cluster: Slurm, *opts: str, env: dict[str, str] | None = None) -> tuple[str, str]:
+    """(FCSP_SM_MODE as the step's task sees it, sm_mode of the policy entry root wrote for the step)."""
+    cluster.wait_idle()
+    deadline = time.monotonic() + 30
+    while any(p.tenant.startswith("slurm-") for p in policy_list(cluster.region)):  # earlier steps' entries
+        assert time.monotonic() < deadline, policy_list(cluster.region)
+        time.sleep(0.2)
+    step = subprocess.Popen(
+        ["srun", "--gres=gpu:1", *opts, "sh", "-c", 'echo "mode=${FCSP_SM_MODE:-unset}"; sleep 3'],
+        env=env or cluster.env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    try:
+        deadline = time.monotonic() + 30
+        entries: list[PolicyEntry] = []
+        while not entries and time.monotonic() < deadline:
+            entries = [p for p in policy_list(cluster.region) if p.tenant.startswith("slurm-")]
+            time.sleep(0.1)
+        assert len(entries) == 1, entries
+    finally:
+        out, err = step.communicate(timeout=60)
+    assert step.returncode == 0, (out, err)
+    return out.strip().removeprefix("mode="), entries[0].sm_mode
+
+
+def test_sm_mode_per_step(slurm: Slurm) -> None:
+    """--fcsp-sm-mode reaches the step's policy entry (root's: the job cannot change it) and its environment;
+    a job's own FCSP_SM_MODE=spatial is not spatial mode (libfcsp follows the entry, the step's environment
+    says hard); the plugstack sm_mode is the default of capped steps."""
+    assert _step_mode(slurm, "--fcsp-sm=40", "--fcsp-sm-mode=spatial") == ("spatial", "spatial")
+    assert _step_mode(slurm, "--fcsp-sm=40", "--fcsp-sm-mode=time") == ("unset", "time")
+    own = dict(slurm.env, FCSP_SM_MODE="spatial")
+    assert _step_mode(slurm, "--fcsp-sm=40", env=own) == ("hard", "time")
+    with plugstack_args(slurm, "sm_mode=spatial"):
+        assert _step_mode(slurm, "--fcsp-sm=40") == ("spatial", "spatial")
+        assert _step_mode(slurm, "--fcsp-sm=40", "--fcsp-sm-mode=time") == ("unset", "time")
+        assert _step_mode(slurm, "--fcsp-mem=1G") == ("unset", "time")  # no SM share: nothing to partition
+    refused = slurm.run("srun", "--gres=gpu:1", "--fcsp-mem=1G", "--fcsp-sm-mode=spatial", "true", timeout=30)
+    assert refused.returncode != 0, refused
+    assert "fcsp: --fcsp-sm-mode=spatial needs an SM share to partition" in refused.stderr, refused.stderr
+    with plugstack_args(slurm, "allow_opt_out=yes"):
+        conflict = slurm.run("srun", "--fcsp-sm-mode=spatial", "--fcsp-off", "true", timeout=30)
+    assert conflict.returncode != 0 and "excludes --fcsp-mem, --fcsp-sm and --fcsp-sm-mode" in conflict.stderr
 
 
 def test_cli_gres_and_check(slurm: Slurm) -> None:

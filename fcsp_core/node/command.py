@@ -44,7 +44,7 @@ configuration file (TOML; deploy/fcsp-node.toml documents every key), flags win 
   check_interval_seconds, sm_time_window_seconds, log_level, [metrics] enabled/address/port,
   [metrics] max_connections/idle_timeout_seconds, [audit] enabled/action/interval_ms/context_allowance_bytes,
   [dcgm] job_map_dir, [mps] enabled/control/log_dir/default_active_thread_pct/command_timeout_seconds,
-  [[policy]] tenant/uid/mem_limit_bytes/sm_limit_pct
+  [[policy]] tenant/uid/mem_limit_bytes/sm_limit_pct/sm_mode
 
 environment read:
   FCSP_REGION_DIR   the region directory when neither --region-dir nor region_dir is set (default

@@ -58,6 +58,7 @@ class NodePolicy(_Model):
     uid: int | None = Field(default=None, ge=0, lt=2**32)
     mem_limit_bytes: SizeBytes = 0  # 0 = no cap
     sm_limit_pct: SmPctOrNone = 0  # 0 = no cap
+    sm_mode: Literal["time", "spatial"] = "time"  # spatial: the share is an MPS partition ([mps])
 
     def entry(self) -> PolicyEntry:
         return PolicyEntry(
@@ -65,6 +66,7 @@ class NodePolicy(_Model):
             uid=self.uid,
             mem_limit_bytes=self.mem_limit_bytes,
             sm_limit_pct=self.sm_limit_pct,
+            sm_mode=self.sm_mode,
         )
 
 

@@ -4,9 +4,9 @@ The manager starts `nvidia-cuda-mps-control -d` with its pipe directory at <regi
 libfcsp's FCSP_SM_MODE=spatial points jobs) and its logs at <region dir>/mps-log, watches it and restarts it
 when it stops answering, and each poll (every second):
   - gives each MPS server the SM share of its user as the server's active thread percentage (the largest
-    sm_limit_pct of the policy entries of that uid; uids without one get the configured default): a client's
-    CUDA_MPS_ACTIVE_THREAD_PERCENTAGE can only lower the server's limit (measured on an H200), so a job cannot
-    raise its share;
+    sm_limit_pct of that uid's spatial policy entries; uids without one get the configured default): a
+    client's CUDA_MPS_ACTIVE_THREAD_PERCENTAGE can only lower the server's limit (measured on an H200), so a
+    job cannot raise its share;
   - lists the clients of its servers in <region dir>/mps-clients (root's; libfcsp leaves a spatial job's
     share to MPS only once it is listed there, so a job's own MPS daemon buys it nothing);
   - fences the pipe directory to the uid whose server runs (the classic control daemon serves one uid at a
@@ -294,12 +294,14 @@ class MpsManager:
 
 
 def policy_shares(entries: list[object]) -> dict[int, int]:
-    """uid -> the largest SM share of that uid's policy entries (entries without a uid or a share skipped)."""
+    """uid -> the largest SM share of that uid's spatial policy entries (entries without a uid or a share, and
+    time-slice entries, skipped: a time-slice tenant's larger share must not widen a spatial tenant's
+    partition)."""
     out: dict[int, int] = {}
     for e in entries:
         uid = getattr(e, "uid", None)
         pct = int(getattr(e, "sm_limit_pct", 0) or 0)
-        if uid is not None and 0 < pct:
+        if uid is not None and 0 < pct and getattr(e, "sm_mode", "time") == "spatial":
             out[uid] = max(out.get(uid, 0), min(pct, 100))
     return out
 

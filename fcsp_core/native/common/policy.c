@@ -249,6 +249,9 @@ FCSP_API int fcsp_policy_put(const char *dir, const struct fcsp_policy_in *in, c
     if (in->sm_limit_pct > 100 || in->ngpus > FCSP_MAX_GPUS)
         return fcsp_err(err, errlen, FCSP_EINVAL, "invalid policy for %s: sm_limit_pct %u (0..100), ngpus %u (0..%d)",
                         in->tenant, in->sm_limit_pct, in->ngpus, FCSP_MAX_GPUS);
+    if (in->sm_mode != FCSP_POLICY_SM_TIME && in->sm_mode != FCSP_POLICY_SM_SPATIAL)
+        return fcsp_err(err, errlen, FCSP_EINVAL, "invalid policy for %s: sm_mode %u (%d: time slices, %d: spatial)",
+                        in->tenant, in->sm_mode, FCSP_POLICY_SM_TIME, FCSP_POLICY_SM_SPATIAL);
     struct fcsp_policy *p;
     int fd;
     char path[PATH_MAX];
@@ -268,6 +271,7 @@ FCSP_API int fcsp_policy_put(const char *dir, const struct fcsp_policy_in *in, c
     val.uid = in->uid;
     val.mem_limit_bytes = in->mem_limit_bytes;
     val.sm_limit_pct = in->sm_limit_pct;
+    val.sm_mode = in->sm_mode;
     val.ngpus = in->ngpus;
     memcpy(val.tenant, in->tenant, FCSP_NAME_LEN);
     for (uint32_t g = 0; g < in->ngpus; g++) {
@@ -339,6 +343,7 @@ FCSP_API int fcsp_policy_list(const char *dir, struct fcsp_policy_in *out, int m
         o->uid = e.uid;
         o->mem_limit_bytes = e.mem_limit_bytes;
         o->sm_limit_pct = e.sm_limit_pct;
+        o->sm_mode = e.sm_mode;
         o->ngpus = e.ngpus > FCSP_MAX_GPUS ? FCSP_MAX_GPUS : e.ngpus;
         for (uint32_t g = 0; g < o->ngpus; g++) {
             memcpy(o->gpu[g].uuid, e.gpu[g].uuid, FCSP_UUID_LEN);

@@ -89,6 +89,12 @@ static int load_policy(const char *dir, char *why, size_t whylen)
         }
         fcsp_g.policy_entry = e;
         fcsp_g.has_policy_entry = 1;
+        /* The entry's writer picks spatial mode, never the job: under MPS each client of a tenant gets the whole
+         * partition, more than the tenant's time share. Read once, at start. */
+        if (fcsp_g.cfg.sm_spatial && e.sm_mode != FCSP_POLICY_SM_SPATIAL)
+            fcsp_log(FCSP_LOG_WARN, "FCSP_SM_MODE=spatial: tenant %s's policy entry keeps its SM share in time "
+                                    "slices (the scheduler picks spatial mode, not the job)", fcsp_g.cfg.tenant);
+        fcsp_g.cfg.sm_spatial = e.sm_mode == FCSP_POLICY_SM_SPATIAL;
     }
     return 0;
 }

@@ -1,7 +1,7 @@
 """fcsp for Ray: tasks and actors that ask for `resources={"fcsp_mem_gb": 8, "fcsp_sm": 40}` run fenced.
 
 Import name `fcsp_ray` (never `ray`). The pieces:
-  caps.py      what a task's fcsp_* resources mean as caps, and `options(mem_gb=, sm=)`
+  caps.py      what a task's fcsp_* resources mean as caps, and `options(mem_gb=, sm=, sm_mode=)`
   hook.py      driver side: adds the `fcsp` runtime_env key to tasks/actors that ask for fcsp_* resources
   plugin.py    node side: the RuntimeEnvPlugin that preloads libfcsp into those workers with their caps,
                and keeps `fcsp node` running on the node
@@ -11,7 +11,7 @@ Import name `fcsp_ray` (never `ray`). The pieces:
 
 from __future__ import annotations
 
-from fcsp_ray.caps import MEM_RESOURCE, PLUGIN_KEY, SM_RESOURCE, Caps, caps_from_resources, options
+from fcsp_ray.caps import MEM_RESOURCE, PLUGIN_KEY, SM_RESOURCE, Caps, CapsError, caps_from_resources, options
 from fcsp_ray.hook import enable, runtime_env_hook
 from fcsp_ray.resources import node_resources
 
@@ -33,6 +33,7 @@ __all__ = [
     "PLUGIN_KEY",
     "SM_RESOURCE",
     "Caps",
+    "CapsError",
     "caps_from_resources",
     "cluster_env",
     "enable",

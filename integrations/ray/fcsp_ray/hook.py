@@ -16,7 +16,7 @@ import inspect
 from collections.abc import Callable
 from typing import Any
 
-from fcsp_ray.caps import PLUGIN_KEY, caps_from_resources
+from fcsp_ray.caps import PLUGIN_KEY, Caps, caps_from_resources
 
 _ENABLED: list[bool] = []
 TESTED_RAY = "2.9.0 and 2.60.0"  # the oldest and newest Ray the hook is tested against
@@ -51,12 +51,18 @@ def _private(module: Any, path: str) -> Callable[..., Any]:
 
 
 def _with_caps(runtime_env: Any, resources: Any) -> dict[str, Any] | None:
-    """The runtime_env with the fcsp key for these resources; None when they ask for no fcsp caps."""
+    """The runtime_env with the fcsp key for these resources (and the sm_mode the task's own fcsp key asks
+    for); None when they ask for no fcsp caps. A bad fcsp request raises CapsError (one line) at submit."""
+    asked = dict((runtime_env or {}).get(PLUGIN_KEY) or {})
     caps = caps_from_resources(resources)
     if caps.empty:
+        if "sm_mode" in asked:
+            Caps.parse({"sm_mode": asked["sm_mode"]})  # spatial without a share: refused here, at submit
         return None
+    # the mode is the task's to ask for; the caps come from its resources, never from its own fcsp key
+    wanted = {**caps.to_runtime_env(), **({"sm_mode": asked["sm_mode"]} if "sm_mode" in asked else {})}
     merged = dict(runtime_env or {})
-    merged[PLUGIN_KEY] = caps.to_runtime_env()
+    merged[PLUGIN_KEY] = Caps.parse(wanted).to_runtime_env()
     return merged
 
 

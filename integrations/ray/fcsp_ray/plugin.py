@@ -2,9 +2,9 @@
 
 Ray's runtime-env agent (one per node) loads it at start; for a worker whose runtime_env carries the `fcsp`
 key it sets, before the worker execs: LD_PRELOAD (this node's libfcsp.so first), FCSP_MEM_LIMIT,
-FCSP_SM_LIMIT, FCSP_ON_INIT_FAILURE=fail and FCSP_TENANT=ray-<worker pid> (exported by the bash step that
-execs the worker, so each worker process is its own tenant). Loading it also starts the node daemon
-supervisor (daemon.py).
+FCSP_SM_LIMIT, FCSP_SM_MODE=spatial for `sm_mode: spatial`, FCSP_ON_INIT_FAILURE=fail and
+FCSP_TENANT=ray-<worker pid> (exported by the bash step that execs the worker, so each worker process is its
+own tenant). Loading it also starts the node daemon supervisor (daemon.py).
 
 Fail closed: a worker that asked for caps never runs uncapped. Its caps are pinned over anything the task's
 own `env_vars` say (Ray applies plugins after `env_vars`: FCSP_MEM_LIMIT, FCSP_SM_LIMIT and
@@ -52,7 +52,7 @@ class FcspPlugin(RuntimeEnvPlugin):
     def validate(runtime_env_dict: dict) -> None:
         value = runtime_env_dict.get(PLUGIN_KEY)
         if value is not None:
-            Caps.model_validate(value)
+            Caps.parse(value)
 
     def modify_context(
         self, uris: list[str], runtime_env: Any, context: RuntimeEnvContext, logger: logging.Logger
@@ -63,7 +63,9 @@ class FcspPlugin(RuntimeEnvPlugin):
         value = runtime_env.get(PLUGIN_KEY)
         if value is None:
             return
-        caps = Caps.model_validate(value)
+        caps = Caps.parse(value)
+        if caps.empty:
+            return  # a mode alone ({"sm_mode": "time"}) asks for no caps
         lib = paths.libfcsp_path()  # NativeMissingError (the task fails to start) rather than no preload
         env = context.env_vars
         ours = caps.to_env()
@@ -73,6 +75,11 @@ class FcspPlugin(RuntimeEnvPlugin):
         env["LD_PRELOAD"] = prepend_preload(base_preload, str(lib))
         env.update(ours)
         env["FCSP_ON_INIT_FAILURE"] = "fail"
+        if caps.sm_mode == "spatial":
+            # the partition is FCSP_SM_LIMIT (libfcsp sets it); a task's own larger one would widen it
+            env.pop("CUDA_MPS_ACTIVE_THREAD_PERCENTAGE", None)
+        elif env.get("FCSP_SM_MODE") == "spatial":
+            env["FCSP_SM_MODE"] = "hard"  # spatial is asked for through the fcsp key, where it is validated
         # One tenant per worker process: the bash step that execs the worker exports its own PID, which the
         # worker keeps across exec.
         context.command_prefix += ["export", "FCSP_TENANT=ray-$$", "&&"]

@@ -20,11 +20,14 @@ DEFAULT_REGION = "/run/fcsp"
 DEFAULT_SHARDS = 8
 
 DESCRIPTION = """\
-Slurm integration. The SPANK plugin adds --fcsp-mem=SIZE, --fcsp-sm=PCT and --fcsp-off to srun, sbatch and
-salloc, registers each job step as an fcsp tenant (slurm-<job>.<step>) with those caps on its GPUs, turns
---gres=shard:N into caps of N/(shards per GPU) of the GPU (an upper bound: a shard step's --fcsp-mem/--fcsp-sm
-may only lower it, --fcsp-off is refused), and cleans up in the job epilog. --fcsp-off is refused unless the
-site allows it (plugstack allow_opt_out=yes).
+Slurm integration. The SPANK plugin adds --fcsp-mem=SIZE, --fcsp-sm=PCT, --fcsp-sm-mode=time|spatial and
+--fcsp-off to srun, sbatch and salloc, registers each job step as an fcsp tenant (slurm-<job>.<step>) with
+those caps on its GPUs, turns --gres=shard:N into caps of N/(shards per GPU) of the GPU (an upper bound: a
+shard step's --fcsp-mem/--fcsp-sm may only lower it, --fcsp-off is refused), and cleans up in the job epilog.
+--fcsp-off is refused unless the site allows it (plugstack allow_opt_out=yes). --fcsp-sm-mode=spatial (or
+plugstack sm_mode=spatial, the default for capped steps) keeps the step's SM share as an MPS partition on
+nodes running `fcsp node --mps`; the mode is written into the step's policy entry, where the job cannot change
+it.
 
   fcsp slurm plugstack   the plugstack.conf line for this install
   fcsp slurm gres        gres.conf and slurm.conf lines for this node's GPUs (NVML)
@@ -44,7 +47,12 @@ def _fcsp_command() -> str:
 
 
 def plugstack_line(
-    region_dir: str, shards_per_gpu: int, default_mem: str | None, default_sm: str | None, opt_out: bool
+    region_dir: str,
+    shards_per_gpu: int,
+    default_mem: str | None,
+    default_sm: str | None,
+    opt_out: bool,
+    sm_mode: str = "time",
 ) -> str:
     lib = _lib_dir()
     words = [
@@ -55,6 +63,7 @@ def plugstack_line(
         f"shards_per_gpu={shards_per_gpu}",
         f"fcsp={_fcsp_command()}",
         f"allow_opt_out={'yes' if opt_out else 'no'}",
+        f"sm_mode={sm_mode}",
     ]
     if default_mem or default_sm:
         words.append("default_gpu_cap=yes")
@@ -184,7 +193,8 @@ def run(args: argparse.Namespace) -> int:
     if args.slurm_command == "plugstack":
         print(
             plugstack_line(
-                args.region_dir, args.shards_per_gpu, args.default_mem, args.default_sm, args.opt_out
+                args.region_dir, args.shards_per_gpu, args.default_mem, args.default_sm, args.opt_out,
+                args.sm_mode,
             )
         )
         return 0
@@ -223,6 +233,13 @@ def register(sub: Any, formatter: Callable[[str], argparse.HelpFormatter]) -> No
     ps.add_argument("--shards-per-gpu", type=int, default=DEFAULT_SHARDS, help="gres/shard per GPU (0: off)")
     ps.add_argument("--default-mem", metavar="SIZE", help="cap GPU steps without fcsp options at SIZE")
     ps.add_argument("--default-sm", metavar="PCT", help="cap GPU steps without fcsp options at PCT")
+    ps.add_argument(
+        "--sm-mode",
+        choices=("time", "spatial"),
+        default="time",
+        help="how capped steps without --fcsp-sm-mode keep their SM share: time slices (default) or spatial "
+        "(an MPS partition; the node runs `fcsp node --mps`)",
+    )
     ps.add_argument(
         "--allow-opt-out",
         dest="opt_out",

@@ -126,12 +126,19 @@ struct fcsp_policy_gpu_in {
     uint32_t reserved;
 };
 
+/* How a tenant's SM share is kept (fcsp_policy_in.sm_mode). A tenant with a policy entry runs spatially (an MPS
+ * partition, FCSP_SM_MODE=spatial) only when its entry says so: spatial can give a tenant more than its time share
+ * (each MPS client of a tenant gets the whole partition), so the job's own environment cannot choose it. */
+#define FCSP_POLICY_SM_TIME 0
+#define FCSP_POLICY_SM_SPATIAL 1
+
 struct fcsp_policy_in {
     char tenant[64];
     int64_t uid; /* -1 = any uid */
     uint64_t mem_limit_bytes;
     uint32_t sm_limit_pct;
     uint32_t ngpus;
+    uint32_t sm_mode; /* FCSP_POLICY_SM_TIME (0) or FCSP_POLICY_SM_SPATIAL */
     struct fcsp_policy_gpu_in gpu[16];
 };
 

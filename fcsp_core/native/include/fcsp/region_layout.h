@@ -29,8 +29,8 @@
 #define FCSP_REGION_VERSION 3u /* 2: reaper statistics; 3: one file per uid, the tenant's own cap (cap_set) */
 #define FCSP_REGION_LAYOUT_DIGEST "8511149dda78b959"
 #define FCSP_POLICY_MAGIC 0x314c4f5050534346ull /* "FCSPPOL1" */
-#define FCSP_POLICY_VERSION 1u
-#define FCSP_POLICY_LAYOUT_DIGEST "449903d078f8d64d"
+#define FCSP_POLICY_VERSION 2u /* 2: sm_mode (the scheduler picks time slices or spatial) */
+#define FCSP_POLICY_LAYOUT_DIGEST "8b391a0a8e906e2f"
 
 /* ---------------------------------------------------------------------------------------------------------------
  * Accounting region
@@ -183,7 +183,7 @@ struct fcsp_policy_entry {
     int64_t uid;                  /* only processes of this uid may take the entry; -1 = any */
     uint64_t mem_limit_bytes;     /* cap on every GPU without an entry in gpu[]; 0 = no cap */
     uint32_t sm_limit_pct;        /* likewise; 0 = no cap */
-    uint32_t reserved1;
+    uint32_t sm_mode;             /* FCSP_POLICY_SM_TIME or _SPATIAL (fcsp_api.h): the writer picks, never the job */
     char tenant[FCSP_NAME_LEN];
     struct fcsp_policy_gpu gpu[FCSP_MAX_GPUS];
 };
