@@ -187,17 +187,27 @@ static int setup(int ndev_wanted)
 
 /* ---- roads ---- */
 
+/* Pinned device memory on GPU 0, shareable as types says; *unit rounded up to the driver's granularity. */
+static int vmm_prop(CUmemAllocationProp *prop, CUmemAllocationHandleType types, uint64_t *unit)
+{
+    *prop = (CUmemAllocationProp){0};
+    prop->type = CU_MEM_ALLOCATION_TYPE_PINNED;
+    prop->requestedHandleTypes = types;
+    prop->location.type = CU_MEM_LOCATION_TYPE_DEVICE;
+    prop->location.id = 0;
+    size_t gran = 0;
+    if (cuMemGetAllocationGranularity(&gran, prop, CU_MEM_ALLOC_GRANULARITY_MINIMUM) != CUDA_SUCCESS || !gran)
+        return 1;
+    *unit = (*unit + gran - 1) / gran * gran;
+    return 0;
+}
+
 /* cuMemCreate -> cuMemMap -> cuMemRelease, eight times: the handles are gone, the memory is not. */
 static int road_vmm(uint64_t unit)
 {
-    CUmemAllocationProp prop = {0};
-    prop.type = CU_MEM_ALLOCATION_TYPE_PINNED;
-    prop.location.type = CU_MEM_LOCATION_TYPE_DEVICE;
-    prop.location.id = 0;
-    size_t gran = 0;
-    if (cuMemGetAllocationGranularity(&gran, &prop, CU_MEM_ALLOC_GRANULARITY_MINIMUM) != CUDA_SUCCESS || !gran)
+    CUmemAllocationProp prop;
+    if (vmm_prop(&prop, CU_MEM_HANDLE_TYPE_NONE, &unit) != 0)
         return 1;
-    unit = (unit + gran - 1) / gran * gran;
     enum { N = 8 };
     CUdeviceptr base;
     if (cuMemAddressReserve(&base, N * unit, 0, 0, 0) != CUDA_SUCCESS)
@@ -231,13 +241,9 @@ static int road_vmm(uint64_t unit)
  * every reference is released and the mapping is gone, in any order. */
 static int road_vmm_retain(uint64_t unit)
 {
-    CUmemAllocationProp prop = {0};
-    prop.type = CU_MEM_ALLOCATION_TYPE_PINNED;
-    prop.location.type = CU_MEM_LOCATION_TYPE_DEVICE;
-    size_t gran = 0;
-    if (cuMemGetAllocationGranularity(&gran, &prop, CU_MEM_ALLOC_GRANULARITY_MINIMUM) != CUDA_SUCCESS || !gran)
+    CUmemAllocationProp prop;
+    if (vmm_prop(&prop, CU_MEM_HANDLE_TYPE_NONE, &unit) != 0)
         return 1;
-    unit = (unit + gran - 1) / gran * gran;
     CUdeviceptr base;
     CUmemGenericAllocationHandle h, h2;
     if (cuMemAddressReserve(&base, unit, 0, 0, 0) != CUDA_SUCCESS || cuMemCreate(&h, unit, &prop, 0) != CUDA_SUCCESS)
@@ -532,15 +538,9 @@ static const char *share_tail(enum share_mode mode)
  * sends it, and leaves as mode says. */
 static int road_vmm_share_export(uint64_t unit, enum share_mode mode)
 {
-    CUmemAllocationProp prop = {0};
-    prop.type = CU_MEM_ALLOCATION_TYPE_PINNED;
-    prop.requestedHandleTypes = CU_MEM_HANDLE_TYPE_POSIX_FILE_DESCRIPTOR;
-    prop.location.type = CU_MEM_LOCATION_TYPE_DEVICE;
-    prop.location.id = 0;
-    size_t gran = 0;
-    if (cuMemGetAllocationGranularity(&gran, &prop, CU_MEM_ALLOC_GRANULARITY_MINIMUM) != CUDA_SUCCESS || !gran)
+    CUmemAllocationProp prop;
+    if (vmm_prop(&prop, CU_MEM_HANDLE_TYPE_POSIX_FILE_DESCRIPTOR, &unit) != 0)
         return 1;
-    unit = (unit + gran - 1) / gran * gran;
     CUmemGenericAllocationHandle h;
     CUresult rc = cuMemCreate(&h, unit, &prop, 0);
     step("export-create", rc);

@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import os
 import re
-import select
 import shutil
 import subprocess
 import sys
@@ -26,11 +25,12 @@ import textwrap
 import time
 import uuid
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import pytest
+from support.lines import LineReader
 
 REPO = Path(__file__).resolve().parent.parent
 LocalUser = Any  # conftest.LocalUser (two_uids)
@@ -159,27 +159,14 @@ class Job:
 
     proc: subprocess.Popen[bytes]
     cgroup: Path | None = None
-    _buf: bytes = b""
+    reader: LineReader = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.reader = LineReader(self.proc, "the job")
 
     def line(self, prefix: str, timeout: float = 20.0) -> str:
         """The next line starting with prefix (earlier lines are skipped), waiting at most timeout."""
-        assert self.proc.stdout is not None
-        fd = self.proc.stdout.fileno()
-        deadline = time.monotonic() + timeout
-        while True:
-            while b"\n" in self._buf:
-                raw, self._buf = self._buf.split(b"\n", 1)
-                line = raw.decode(errors="replace").strip()
-                if line.startswith(prefix):
-                    return line
-            left = deadline - time.monotonic()
-            ready = select.select([fd], [], [], max(0.0, left))[0] if left > 0 else []
-            chunk = os.read(fd, 65536) if ready else b""
-            if not chunk:
-                raise AssertionError(
-                    f"no line starting {prefix!r} from the job within {timeout} s (exit {self.proc.poll()})"
-                )
-            self._buf += chunk
+        return self.reader.line(prefix, timeout)
 
     def escaped(self) -> tuple[int, str]:
         """(pid, its escape line) once the escaping process holds its memory."""

@@ -28,6 +28,7 @@ from typing import Any
 import pytest
 from support.commands import fcsp_command
 from support.daemon import NodeDaemon
+from support.lines import LineReader
 from support.probe import parse_probe
 from support.users import LocalUser
 
@@ -809,31 +810,21 @@ class Step:
     """A running srun whose task prints `pid=N` (its own pid, before it execs the probe) then probe rows."""
 
     proc: subprocess.Popen[bytes]
-    _buf: bytes = b""
+    reader: LineReader = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.reader = LineReader(self.proc, "the step")
 
     def line(self, prefix: str, timeout: float = 60.0) -> str:
         """The next line of the step's stdout starting with prefix (earlier lines are skipped)."""
-        assert self.proc.stdout is not None
-        fd = self.proc.stdout.fileno()
-        deadline = time.monotonic() + timeout
-        while True:
-            while b"\n" in self._buf:
-                raw, self._buf = self._buf.split(b"\n", 1)
-                if raw.decode(errors="replace").startswith(prefix):
-                    return raw.decode(errors="replace").strip()
-            left = deadline - time.monotonic()
-            chunk = os.read(fd, 65536) if left > 0 and select.select([fd], [], [], left)[0] else b""
-            if not chunk:
-                err = self.proc.stderr.read().decode(errors="replace") if self.proc.poll() is not None else ""
-                raise AssertionError(f"no {prefix!r} line from the step (exit {self.proc.poll()}): {err}")
-            self._buf += chunk
+        return self.reader.line(prefix, timeout)
 
     def pid(self) -> int:
         return int(self.line("pid=").split("=", 1)[1])
 
     def finish(self, timeout: float = 60.0) -> tuple[int, str, str]:
         out, err = self.proc.communicate(timeout=timeout)
-        text = (self._buf + out).decode(errors="replace")
+        text = (self.reader.pending + out).decode(errors="replace")
         return self.proc.returncode, text, err.decode(errors="replace")
 
 

@@ -513,6 +513,23 @@ SIM_EXPORT CUresult cuGraphCreate(CUgraph *phGraph, unsigned int flags)
     return CUDA_SUCCESS;
 }
 
+/* A new node of graph h after deps (g_mu held). INVALID_VALUE for an unknown graph or a dependency in another
+ * graph, OUT_OF_MEMORY when it cannot be added. */
+static CUresult node_add_after(CUgraph h, const CUgraphNode *deps, size_t ndeps, CUgraphNodeType type,
+                               const struct sim_kernel *k, struct CUgraphNode_st **out)
+{
+    struct CUgraph_st *g = graph_get(h);
+    if (g == NULL)
+        return CUDA_ERROR_INVALID_VALUE;
+    for (size_t i = 0; i < ndeps; i++) {
+        struct CUgraphNode_st *d = node_get(deps[i]);
+        if (d == NULL || d->graph != g)
+            return CUDA_ERROR_INVALID_VALUE;
+    }
+    *out = node_add(g, type, k, 0);
+    return *out ? CUDA_SUCCESS : CUDA_ERROR_OUT_OF_MEMORY;
+}
+
 /* The v1 and v2 parameters share their first members; kern (v2) is not supported: the simulator has no
  * libraries, so func must be set. */
 static CUresult add_kernel_node(CUgraphNode *phGraphNode, CUgraph hGraph, const CUgraphNode *deps, size_t ndeps,
@@ -535,18 +552,9 @@ static CUresult add_kernel_node(CUgraphNode *phGraphNode, CUgraph hGraph, const 
     rc = sim_kernel_model(&k, dev, &nsms, &dur_ns);
     if (rc != CUDA_SUCCESS)
         return rc;
-    pthread_mutex_lock(&g_mu);
-    struct CUgraph_st *g = graph_get(hGraph);
-    if (g == NULL)
-        rc = CUDA_ERROR_INVALID_VALUE;
-    for (size_t i = 0; rc == CUDA_SUCCESS && i < ndeps; i++) {
-        struct CUgraphNode_st *d = node_get(deps[i]);
-        if (d == NULL || d->graph != g)
-            rc = CUDA_ERROR_INVALID_VALUE;
-    }
     struct CUgraphNode_st *nd = NULL;
-    if (rc == CUDA_SUCCESS && (nd = node_add(g, CU_GRAPH_NODE_TYPE_KERNEL, &k, 0)) == NULL)
-        rc = CUDA_ERROR_OUT_OF_MEMORY;
+    pthread_mutex_lock(&g_mu);
+    rc = node_add_after(hGraph, deps, ndeps, CU_GRAPH_NODE_TYPE_KERNEL, &k, &nd);
     pthread_mutex_unlock(&g_mu);
     if (rc == CUDA_SUCCESS)
         *phGraphNode = nd;
@@ -680,19 +688,9 @@ SIM_EXPORT CUresult cuGraphDestroy(CUgraph hGraph)
 CUresult sim_graph_add_mem_node(CUgraphNode *out, CUgraph h, const CUgraphNode *deps, size_t ndeps,
                                 CUgraphNodeType type, const struct sim_gmem_node *m)
 {
-    CUresult rc = CUDA_SUCCESS;
-    pthread_mutex_lock(&g_mu);
-    struct CUgraph_st *g = graph_get(h);
-    if (g == NULL)
-        rc = CUDA_ERROR_INVALID_VALUE;
-    for (size_t i = 0; rc == CUDA_SUCCESS && i < ndeps; i++) {
-        struct CUgraphNode_st *d = node_get(deps[i]);
-        if (d == NULL || d->graph != g)
-            rc = CUDA_ERROR_INVALID_VALUE;
-    }
     struct CUgraphNode_st *nd = NULL;
-    if (rc == CUDA_SUCCESS && (nd = node_add(g, type, NULL, 0)) == NULL)
-        rc = CUDA_ERROR_OUT_OF_MEMORY;
+    pthread_mutex_lock(&g_mu);
+    CUresult rc = node_add_after(h, deps, ndeps, type, NULL, &nd);
     if (rc == CUDA_SUCCESS) {
         nd->mem = *m;
         *out = nd;

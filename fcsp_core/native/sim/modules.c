@@ -225,14 +225,19 @@ static CUresult library_made(CUlibrary *library, CUresult rc, struct CUmod_st *m
     return CUDA_SUCCESS;
 }
 
-static CUresult check_library_options(unsigned int numJitOptions, CUjit_option *jitOptions, void **jitOptionsValues,
-                                      unsigned int numLibraryOptions, CUlibraryOption *libraryOptions,
-                                      void **libraryOptionValues)
+/* Both library loads: check the arguments, load the image (from memory, or from fileName when from_file) and
+ * make it a library. */
+static CUresult library_load(CUlibrary *library, int from_file, const void *code, const char *fileName,
+                             unsigned int numJitOptions, CUjit_option *jitOptions, void **jitOptionsValues,
+                             unsigned int numLibraryOptions, CUlibraryOption *libraryOptions,
+                             void **libraryOptionValues)
 {
-    if ((numJitOptions > 0 && (jitOptions == NULL || jitOptionsValues == NULL)) ||
+    if (library == NULL || (numJitOptions > 0 && (jitOptions == NULL || jitOptionsValues == NULL)) ||
         (numLibraryOptions > 0 && (libraryOptions == NULL || libraryOptionValues == NULL)))
         return CUDA_ERROR_INVALID_VALUE;
-    return CUDA_SUCCESS;
+    struct CUmod_st *m = NULL;
+    CUresult rc = from_file ? load_file(&m, fileName) : load_image(&m, code, 0);
+    return library_made(library, rc, m);
 }
 
 SIM_EXPORT CUresult cuLibraryLoadData(CUlibrary *library, const void *code, CUjit_option *jitOptions,
@@ -240,13 +245,8 @@ SIM_EXPORT CUresult cuLibraryLoadData(CUlibrary *library, const void *code, CUji
                                       CUlibraryOption *libraryOptions, void **libraryOptionValues,
                                       unsigned int numLibraryOptions)
 {
-    CUresult rc = check_library_options(numJitOptions, jitOptions, jitOptionsValues, numLibraryOptions,
-                                        libraryOptions, libraryOptionValues);
-    if (rc != CUDA_SUCCESS || library == NULL)
-        return rc != CUDA_SUCCESS ? rc : CUDA_ERROR_INVALID_VALUE;
-    struct CUmod_st *m = NULL;
-    rc = load_image(&m, code, 0);
-    return library_made(library, rc, m);
+    return library_load(library, 0, code, NULL, numJitOptions, jitOptions, jitOptionsValues, numLibraryOptions,
+                        libraryOptions, libraryOptionValues);
 }
 
 SIM_EXPORT CUresult cuLibraryLoadFromFile(CUlibrary *library, const char *fileName, CUjit_option *jitOptions,
@@ -254,13 +254,8 @@ SIM_EXPORT CUresult cuLibraryLoadFromFile(CUlibrary *library, const char *fileNa
                                           CUlibraryOption *libraryOptions, void **libraryOptionValues,
                                           unsigned int numLibraryOptions)
 {
-    CUresult rc = check_library_options(numJitOptions, jitOptions, jitOptionsValues, numLibraryOptions,
-                                        libraryOptions, libraryOptionValues);
-    if (rc != CUDA_SUCCESS || library == NULL)
-        return rc != CUDA_SUCCESS ? rc : CUDA_ERROR_INVALID_VALUE;
-    struct CUmod_st *m = NULL;
-    rc = load_file(&m, fileName);
-    return library_made(library, rc, m);
+    return library_load(library, 1, NULL, fileName, numJitOptions, jitOptions, jitOptionsValues, numLibraryOptions,
+                        libraryOptions, libraryOptionValues);
 }
 
 SIM_EXPORT CUresult cuLibraryUnload(CUlibrary library)
