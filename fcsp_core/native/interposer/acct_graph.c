@@ -23,7 +23,7 @@
 #include "interposer/admission.h"
 #include "interposer/capture_watch.h"
 #include "interposer/state.h"
-#include "../sim/sim_map.h"
+#include "../common/ptr_map.h"
 
 struct gexec_rec {
     int ordinal;
@@ -33,7 +33,7 @@ struct gexec_rec {
 };
 
 static pthread_mutex_t g_mu = PTHREAD_MUTEX_INITIALIZER;
-static struct sim_map g_execs = SIM_MAP_INIT; /* executable graph -> gexec_rec, for those with allocation nodes */
+static struct ptr_map g_execs = PTR_MAP_INIT; /* executable graph -> gexec_rec, for those with allocation nodes */
 static uint64_t g_charged[FCSP_MAX_ORDINALS]; /* graph memory charged per device (ordinal), under g_mu */
 static uint64_t g_live[FCSP_MAX_ORDINALS]; /* outliving allocations per device, under g_mu */
 /* How many executable graphs with allocation nodes exist: while none does, a launch skips all of this file. */
@@ -111,12 +111,12 @@ CUresult fcsp_gmem_instantiated(CUresult rc, CUgraphExec *exec, CUgraph graph)
         return rc;
     *r = found;
     pthread_mutex_lock(&g_mu);
-    struct gexec_rec *old = sim_map_take(&g_execs, (uint64_t)(uintptr_t)*exec); /* a handle reused by the driver */
+    struct gexec_rec *old = ptr_map_take(&g_execs, (uint64_t)(uintptr_t)*exec); /* a handle reused by the driver */
     if (old) {
         free(old);
         atomic_fetch_sub_explicit(&g_nexecs, 1, memory_order_relaxed); /* relaxed: counted under g_mu */
     }
-    if (sim_map_put(&g_execs, (uint64_t)(uintptr_t)*exec, r) != 0)
+    if (ptr_map_put(&g_execs, (uint64_t)(uintptr_t)*exec, r) != 0)
         free(r);
     else /* release: a launch that sees the count (acquire) finds the record under g_mu */
         atomic_fetch_add_explicit(&g_nexecs, 1, memory_order_release);
@@ -131,7 +131,7 @@ CUresult fcsp_gmem_launch(fcsp_pfn_cuGraphLaunch real, CUgraphExec exec, CUstrea
         fcsp_stream_captures(stream, per_thread))
         return real(exec, stream);
     pthread_mutex_lock(&g_mu);
-    struct gexec_rec *r = sim_map_get(&g_execs, (uint64_t)(uintptr_t)exec);
+    struct gexec_rec *r = ptr_map_get(&g_execs, (uint64_t)(uintptr_t)exec);
     int refuse = 0;
     struct fcsp_dev *d = r ? fcsp_dev_to_charge(r->ordinal, &refuse) : NULL;
     if (d == NULL) {
@@ -162,7 +162,7 @@ CUresult fcsp_gmem_exec_destroy(fcsp_pfn_cuGraphExecDestroy real, CUgraphExec ex
 {
     pthread_mutex_lock(&g_mu);
     CUresult rc = real(exec);
-    struct gexec_rec *r = rc == CUDA_SUCCESS ? sim_map_take(&g_execs, (uint64_t)(uintptr_t)exec) : NULL;
+    struct gexec_rec *r = rc == CUDA_SUCCESS ? ptr_map_take(&g_execs, (uint64_t)(uintptr_t)exec) : NULL;
     if (r) {
         atomic_fetch_sub_explicit(&g_nexecs, 1, memory_order_relaxed); /* relaxed: counted under g_mu */
         if (r->out_live)
@@ -187,7 +187,7 @@ CUresult fcsp_gmem_trim(fcsp_pfn_cuDeviceGraphMemTrim real, CUdevice dev)
 void fcsp_gmem_reset(void)
 {
     pthread_mutex_init(&g_mu, NULL);
-    g_execs = (struct sim_map)SIM_MAP_INIT;
+    g_execs = (struct ptr_map)PTR_MAP_INIT;
     atomic_store_explicit(&g_nexecs, 0, memory_order_relaxed); /* relaxed: the child has one thread */
     for (int i = 0; i < FCSP_MAX_ORDINALS; i++)
         g_charged[i] = g_live[i] = 0;

@@ -19,7 +19,7 @@
 #include "interposer/admission.h"
 #include "interposer/capture_watch.h"
 #include "interposer/state.h"
-#include "../sim/sim_map.h"
+#include "../common/ptr_map.h"
 
 struct pool_rec {
     pthread_mutex_t mu; /* one allocation, free or settle of this pool at a time (around the driver call) */
@@ -36,8 +36,8 @@ struct pool_ptr {
 };
 
 static pthread_mutex_t g_mu = PTHREAD_MUTEX_INITIALIZER; /* creating records */
-static struct sim_map g_pools = SIM_MAP_INIT; /* pool -> pool_rec (records are never freed: pools are few) */
-static struct sim_map g_ptrs = SIM_MAP_INIT; /* allocation -> pool_ptr */
+static struct ptr_map g_pools = PTR_MAP_INIT; /* pool -> pool_rec (records are never freed: pools are few) */
+static struct ptr_map g_ptrs = PTR_MAP_INIT; /* allocation -> pool_ptr */
 
 static struct pool_rec *rec_new(CUmemoryPool pool, int ordinal)
 {
@@ -70,14 +70,14 @@ static int default_pool_ordinal(CUmemoryPool pool)
  * process's own (imported). */
 static struct pool_rec *rec_of(CUmemoryPool pool, int ordinal)
 {
-    struct pool_rec *r = sim_map_get(&g_pools, (uint64_t)(uintptr_t)pool);
+    struct pool_rec *r = ptr_map_get(&g_pools, (uint64_t)(uintptr_t)pool);
     if (r)
         return r;
     if (ordinal < 0 && (ordinal = default_pool_ordinal(pool)) < 0)
         return NULL;
     pthread_mutex_lock(&g_mu);
-    r = sim_map_get(&g_pools, (uint64_t)(uintptr_t)pool);
-    if (r == NULL && (r = rec_new(pool, ordinal)) != NULL && sim_map_put(&g_pools, (uint64_t)(uintptr_t)pool, r)) {
+    r = ptr_map_get(&g_pools, (uint64_t)(uintptr_t)pool);
+    if (r == NULL && (r = rec_new(pool, ordinal)) != NULL && ptr_map_put(&g_pools, (uint64_t)(uintptr_t)pool, r)) {
         free(r);
         r = NULL;
     }
@@ -165,7 +165,7 @@ CUresult fcsp_pool_alloc(const struct fcsp_pool_call *c, CUdeviceptr *dptr, size
         if (pp)
             *pp = (struct pool_ptr){r, size};
         /* without a record its free still passes through; the pool's charge settles at its next operation */
-        if (pp && sim_map_put(&g_ptrs, *dptr, pp) != 0)
+        if (pp && ptr_map_put(&g_ptrs, *dptr, pp) != 0)
             free(pp);
     }
     settle(r, d);
@@ -175,7 +175,7 @@ CUresult fcsp_pool_alloc(const struct fcsp_pool_call *c, CUdeviceptr *dptr, size
 
 int fcsp_pool_free(CUresult (*real)(CUdeviceptr, CUstream), CUdeviceptr dptr, CUstream stream, CUresult *rc)
 {
-    struct pool_ptr *pp = sim_map_take(&g_ptrs, dptr);
+    struct pool_ptr *pp = ptr_map_take(&g_ptrs, dptr);
     if (pp == NULL)
         return 0;
     struct pool_rec *r = pp->rec;
@@ -187,7 +187,7 @@ int fcsp_pool_free(CUresult (*real)(CUdeviceptr, CUstream), CUdeviceptr dptr, CU
         if (d)
             settle(r, d);
         free(pp);
-    } else if (sim_map_put(&g_ptrs, dptr, pp) != 0) {
+    } else if (ptr_map_put(&g_ptrs, dptr, pp) != 0) {
         free(pp);
     }
     pthread_mutex_unlock(&r->mu);
@@ -201,8 +201,8 @@ CUresult fcsp_pool_created(CUresult rc, CUmemoryPool *pool, const CUmemPoolProps
         return rc;
     struct pool_rec *r = rec_new(*pool, props->location.id);
     pthread_mutex_lock(&g_mu);
-    sim_map_take(&g_pools, (uint64_t)(uintptr_t)*pool); /* a destroyed pool's handle, reused by the driver */
-    if (r && sim_map_put(&g_pools, (uint64_t)(uintptr_t)*pool, r) != 0) {
+    ptr_map_take(&g_pools, (uint64_t)(uintptr_t)*pool); /* a destroyed pool's handle, reused by the driver */
+    if (r && ptr_map_put(&g_pools, (uint64_t)(uintptr_t)*pool, r) != 0) {
         free(r);
     }
     pthread_mutex_unlock(&g_mu);
@@ -212,7 +212,7 @@ CUresult fcsp_pool_created(CUresult rc, CUmemoryPool *pool, const CUmemPoolProps
 /* Settle pool's charge after a trim (rc: the trim's result). */
 CUresult fcsp_pool_trimmed(CUresult rc, CUmemoryPool pool)
 {
-    struct pool_rec *r = rc == CUDA_SUCCESS ? sim_map_get(&g_pools, (uint64_t)(uintptr_t)pool) : NULL;
+    struct pool_rec *r = rc == CUDA_SUCCESS ? ptr_map_get(&g_pools, (uint64_t)(uintptr_t)pool) : NULL;
     struct fcsp_dev *d = r ? fcsp_dev_by_ordinal(r->ordinal) : NULL;
     if (d) {
         pthread_mutex_lock(&r->mu);
@@ -224,14 +224,14 @@ CUresult fcsp_pool_trimmed(CUresult rc, CUmemoryPool pool)
 
 CUresult fcsp_pool_destroy(fcsp_pfn_cuMemPoolDestroy real, CUmemoryPool pool)
 {
-    struct pool_rec *r = sim_map_get(&g_pools, (uint64_t)(uintptr_t)pool);
+    struct pool_rec *r = ptr_map_get(&g_pools, (uint64_t)(uintptr_t)pool);
     if (r == NULL)
         return real(pool);
     pthread_mutex_lock(&r->mu);
     CUresult rc = real(pool);
     if (rc == CUDA_SUCCESS) {
         r->destroyed = 1;
-        sim_map_take(&g_pools, (uint64_t)(uintptr_t)pool);
+        ptr_map_take(&g_pools, (uint64_t)(uintptr_t)pool);
         struct fcsp_dev *d = fcsp_dev_by_ordinal(r->ordinal);
         if (d)
             settle(r, d);
@@ -243,6 +243,6 @@ CUresult fcsp_pool_destroy(fcsp_pfn_cuMemPoolDestroy real, CUmemoryPool pool)
 void fcsp_pool_reset(void)
 {
     pthread_mutex_init(&g_mu, NULL);
-    g_pools = (struct sim_map)SIM_MAP_INIT;
-    g_ptrs = (struct sim_map)SIM_MAP_INIT;
+    g_pools = (struct ptr_map)PTR_MAP_INIT;
+    g_ptrs = (struct ptr_map)PTR_MAP_INIT;
 }

@@ -13,7 +13,7 @@
 #include "interposer/acct.h"
 #include "interposer/admission.h"
 #include "interposer/state.h"
-#include "../sim/sim_map.h"
+#include "../common/ptr_map.h"
 
 struct vmm_rec {
     uint64_t handle;
@@ -29,8 +29,8 @@ struct vmm_mapping {
 };
 
 static pthread_mutex_t g_mu = PTHREAD_MUTEX_INITIALIZER;
-static struct sim_map g_handles = SIM_MAP_INIT; /* handle -> vmm_rec, while it has a reference or a mapping */
-static struct sim_map g_mappings = SIM_MAP_INIT; /* mapped address -> vmm_mapping */
+static struct ptr_map g_handles = PTR_MAP_INIT; /* handle -> vmm_rec, while it has a reference or a mapping */
+static struct ptr_map g_mappings = PTR_MAP_INIT; /* mapped address -> vmm_mapping */
 
 int fcsp_vmm_created(CUmemGenericAllocationHandle handle, uint64_t size, int ordinal)
 {
@@ -39,7 +39,7 @@ int fcsp_vmm_created(CUmemGenericAllocationHandle handle, uint64_t size, int ord
         return -1;
     *r = (struct vmm_rec){handle, size, ordinal, 1, 0};
     pthread_mutex_lock(&g_mu);
-    int rc = sim_map_put(&g_handles, handle, r);
+    int rc = ptr_map_put(&g_handles, handle, r);
     pthread_mutex_unlock(&g_mu);
     if (rc != 0)
         free(r);
@@ -51,7 +51,7 @@ static void maybe_uncharge(struct vmm_rec *r)
 {
     if (r->refs > 0 || r->maps > 0)
         return;
-    sim_map_take(&g_handles, r->handle);
+    ptr_map_take(&g_handles, r->handle);
     struct fcsp_dev *d = fcsp_dev_by_ordinal(r->ordinal);
     if (d)
         fcsp_release(d, r->size);
@@ -62,7 +62,7 @@ CUresult fcsp_vmm_release(fcsp_pfn_cuMemRelease real, CUmemGenericAllocationHand
 {
     pthread_mutex_lock(&g_mu);
     CUresult rc = real(handle);
-    struct vmm_rec *r = rc == CUDA_SUCCESS ? sim_map_get(&g_handles, handle) : NULL;
+    struct vmm_rec *r = rc == CUDA_SUCCESS ? ptr_map_get(&g_handles, handle) : NULL;
     if (r && r->refs > 0) {
         r->refs--;
         maybe_uncharge(r);
@@ -75,7 +75,7 @@ CUresult fcsp_vmm_retain(fcsp_pfn_cuMemRetainAllocationHandle real, CUmemGeneric
 {
     pthread_mutex_lock(&g_mu);
     CUresult rc = real(handle, addr);
-    struct vmm_rec *r = rc == CUDA_SUCCESS && handle ? sim_map_get(&g_handles, *handle) : NULL;
+    struct vmm_rec *r = rc == CUDA_SUCCESS && handle ? ptr_map_get(&g_handles, *handle) : NULL;
     if (r)
         r->refs++;
     pthread_mutex_unlock(&g_mu);
@@ -87,12 +87,12 @@ CUresult fcsp_vmm_map(fcsp_pfn_cuMemMap real, CUdeviceptr ptr, size_t size, size
 {
     pthread_mutex_lock(&g_mu);
     CUresult rc = real(ptr, size, offset, handle, flags);
-    struct vmm_rec *r = rc == CUDA_SUCCESS ? sim_map_get(&g_handles, handle) : NULL;
+    struct vmm_rec *r = rc == CUDA_SUCCESS ? ptr_map_get(&g_handles, handle) : NULL;
     if (r) {
         struct vmm_mapping *m = malloc(sizeof *m);
         if (m)
             *m = (struct vmm_mapping){ptr, r};
-        if (m && sim_map_put(&g_mappings, ptr, m) == 0) {
+        if (m && ptr_map_put(&g_mappings, ptr, m) == 0) {
             r->maps++;
         } else {
             /* cannot follow this mapping: the handle's charge then ends at its release, as before */
@@ -122,8 +122,8 @@ CUresult fcsp_vmm_unmap(fcsp_pfn_cuMemUnmap real, CUdeviceptr ptr, size_t size)
         /* every mapping that starts in the unmapped range is gone (the driver unmaps whole mappings only) */
         struct range q = {ptr, ptr + size};
         struct vmm_mapping *m;
-        while ((m = sim_map_find(&g_mappings, starts_in, &q)) != NULL) {
-            sim_map_take(&g_mappings, m->addr);
+        while ((m = ptr_map_find(&g_mappings, starts_in, &q)) != NULL) {
+            ptr_map_take(&g_mappings, m->addr);
             struct vmm_rec *r = m->rec;
             free(m);
             r->maps--;
@@ -138,6 +138,6 @@ void fcsp_vmm_reset(void)
 {
     /* the child has no thread but this one: start over with empty tables (the parent's stay allocated) */
     pthread_mutex_init(&g_mu, NULL);
-    g_handles = (struct sim_map)SIM_MAP_INIT;
-    g_mappings = (struct sim_map)SIM_MAP_INIT;
+    g_handles = (struct ptr_map)PTR_MAP_INIT;
+    g_mappings = (struct ptr_map)PTR_MAP_INIT;
 }

@@ -23,7 +23,7 @@
 #include <unistd.h>
 
 #include "../common/module_image.h"
-#include "../sim/sim_map.h"
+#include "../common/ptr_map.h"
 #include "interposer/acct.h"
 #include "interposer/admission.h"
 #include "interposer/hook_lookup.h"
@@ -35,8 +35,8 @@ struct mod_rec {
 };
 
 static pthread_mutex_t g_mu = PTHREAD_MUTEX_INITIALIZER;
-static struct sim_map g_modules = SIM_MAP_INIT; /* CUmodule -> mod_rec, modules whose globals are charged */
-static struct sim_map g_libraries = SIM_MAP_INIT; /* CUlibrary -> mod_rec */
+static struct ptr_map g_modules = PTR_MAP_INIT; /* CUmodule -> mod_rec, modules whose globals are charged */
+static struct ptr_map g_libraries = PTR_MAP_INIT; /* CUlibrary -> mod_rec */
 
 /* One load in flight. */
 struct load {
@@ -105,7 +105,7 @@ static CUresult load_begin(struct load *l, const void *image, const char *fname)
 }
 
 /* After the driver call: keep the charge and remember the handle (key), or roll back. */
-static CUresult load_end(struct load *l, CUresult rc, struct sim_map *table, uint64_t key, CUresult (*unload)(uint64_t))
+static CUresult load_end(struct load *l, CUresult rc, struct ptr_map *table, uint64_t key, CUresult (*unload)(uint64_t))
 {
     if (!l->track)
         return rc;
@@ -130,7 +130,7 @@ static CUresult load_end(struct load *l, CUresult rc, struct sim_map *table, uin
     if (r) {
         *r = (struct mod_rec){bytes, l->d->ordinal};
         pthread_mutex_lock(&g_mu);
-        put = sim_map_put(table, key, r);
+        put = ptr_map_put(table, key, r);
         pthread_mutex_unlock(&g_mu);
     }
     if (put != 0) {
@@ -144,10 +144,10 @@ static CUresult load_end(struct load *l, CUresult rc, struct sim_map *table, uin
 }
 
 /* An unload: give the module's charge back once the driver has unloaded it. */
-static CUresult unloaded(struct sim_map *table, uint64_t key, CUresult (*unload)(uint64_t))
+static CUresult unloaded(struct ptr_map *table, uint64_t key, CUresult (*unload)(uint64_t))
 {
     pthread_mutex_lock(&g_mu);
-    struct mod_rec *r = sim_map_take(table, key);
+    struct mod_rec *r = ptr_map_take(table, key);
     pthread_mutex_unlock(&g_mu);
     CUresult rc = unload(key);
     if (r == NULL)
@@ -159,7 +159,7 @@ static CUresult unloaded(struct sim_map *table, uint64_t key, CUresult (*unload)
         free(r);
     } else {
         pthread_mutex_lock(&g_mu);
-        if (sim_map_put(table, key, r) != 0)
+        if (ptr_map_put(table, key, r) != 0)
             free(r); /* the driver kept a module we can no longer follow: its charge stays until exit */
         pthread_mutex_unlock(&g_mu);
     }
@@ -260,6 +260,6 @@ void fcsp_module_reset(void)
 {
     /* the child has no thread but this one: start over with empty tables (the parent's stay allocated) */
     pthread_mutex_init(&g_mu, NULL);
-    g_modules = (struct sim_map)SIM_MAP_INIT;
-    g_libraries = (struct sim_map)SIM_MAP_INIT;
+    g_modules = (struct ptr_map)PTR_MAP_INIT;
+    g_libraries = (struct ptr_map)PTR_MAP_INIT;
 }

@@ -8,8 +8,8 @@
 
 #define SIM_LINEAR_ALIGN 512
 
-struct sim_map g_sim_ptrs = SIM_MAP_INIT;
-struct sim_map g_sim_arrays = SIM_MAP_INIT;
+struct ptr_map g_sim_ptrs = PTR_MAP_INIT;
+struct ptr_map g_sim_arrays = PTR_MAP_INIT;
 
 CUresult sim_alloc_linear(int dev, CUcontext ctx, uint64_t bytes, enum sim_alloc_kind kind, int low32,
                           uint64_t *out)
@@ -42,7 +42,7 @@ CUresult sim_alloc_linear(int dev, CUcontext ctx, uint64_t bytes, enum sim_alloc
     a->dev = dev;
     a->kind = kind;
     a->ctx = ctx;
-    if (addr == 0 || sim_map_put(&g_sim_ptrs, addr, a) != 0) {
+    if (addr == 0 || ptr_map_put(&g_sim_ptrs, addr, a) != 0) {
         if (a->host)
             munmap(a->host, (size_t)bytes);
         sim_uncharge(dev, bytes);
@@ -67,7 +67,7 @@ static void release(struct sim_alloc *a)
 
 CUresult sim_free_linear(uint64_t addr)
 {
-    struct sim_alloc *a = sim_map_take(&g_sim_ptrs, addr);
+    struct sim_alloc *a = ptr_map_take(&g_sim_ptrs, addr);
     if (a == NULL)
         return CUDA_ERROR_INVALID_VALUE; /* unknown or already freed */
     release(a);
@@ -89,10 +89,10 @@ static int contains(uint64_t key, void *val, void *arg)
 CUresult sim_check_range(uint64_t addr, uint64_t len)
 {
     struct range_query q = {addr, len};
-    struct sim_alloc *a = sim_map_get(&g_sim_ptrs, addr);
+    struct sim_alloc *a = ptr_map_get(&g_sim_ptrs, addr);
     if (a != NULL && len <= a->bytes)
         return CUDA_SUCCESS;
-    if (sim_map_find(&g_sim_ptrs, contains, &q) != NULL || sim_vmm_contains(addr, len))
+    if (ptr_map_find(&g_sim_ptrs, contains, &q) != NULL || sim_vmm_contains(addr, len))
         return CUDA_SUCCESS;
     return CUDA_ERROR_INVALID_VALUE;
 }
@@ -106,11 +106,11 @@ static int owned_by(uint64_t key, void *val, void *arg)
 
 void sim_free_context_allocs(CUcontext ctx)
 {
-    struct sim_map *maps[] = {&g_sim_ptrs, &g_sim_arrays};
+    struct ptr_map *maps[] = {&g_sim_ptrs, &g_sim_arrays};
     for (size_t i = 0; i < sizeof maps / sizeof maps[0]; i++) {
         struct sim_alloc *a;
-        while ((a = sim_map_find(maps[i], owned_by, ctx)) != NULL) {
-            if (sim_map_take(maps[i], a->addr) == a)
+        while ((a = ptr_map_find(maps[i], owned_by, ctx)) != NULL) {
+            if (ptr_map_take(maps[i], a->addr) == a)
                 release(a);
         }
     }

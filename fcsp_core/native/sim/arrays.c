@@ -60,7 +60,7 @@ static CUresult create(uint64_t bytes, enum sim_alloc_kind kind, uint64_t *handl
     a->dev = dev;
     a->kind = kind;
     a->ctx = ctx;
-    if (a->addr == 0 || sim_map_put(&g_sim_arrays, a->addr, a) != 0) {
+    if (a->addr == 0 || ptr_map_put(&g_sim_arrays, a->addr, a) != 0) {
         sim_uncharge(dev, bytes);
         free(a);
         return CUDA_ERROR_OUT_OF_MEMORY;
@@ -74,8 +74,8 @@ static CUresult destroy(uint64_t handle, enum sim_alloc_kind kind)
     CUresult rc = sim_require_init();
     if (rc != CUDA_SUCCESS)
         return rc;
-    struct sim_alloc *a = sim_map_get(&g_sim_arrays, handle);
-    if (a == NULL || a->kind != kind || sim_map_take(&g_sim_arrays, handle) != a)
+    struct sim_alloc *a = ptr_map_get(&g_sim_arrays, handle);
+    if (a == NULL || a->kind != kind || ptr_map_take(&g_sim_arrays, handle) != a)
         return CUDA_ERROR_INVALID_HANDLE;
     sim_uncharge(a->dev, a->bytes);
     free(a);

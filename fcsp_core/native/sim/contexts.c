@@ -17,7 +17,7 @@ struct CUctx_st {
 
 static pthread_mutex_t g_ctx_mu = PTHREAD_MUTEX_INITIALIZER;
 static struct CUctx_st g_primary[SIM_MAX_GPUS];
-static struct sim_map g_created = SIM_MAP_INIT; /* created contexts; destroyed ones stay allocated */
+static struct ptr_map g_created = PTR_MAP_INIT; /* created contexts; destroyed ones stay allocated */
 
 static _Thread_local CUcontext t_stack[CTX_STACK_MAX];
 static _Thread_local int t_depth;
@@ -34,7 +34,7 @@ static CUresult ctx_check(CUcontext ctx, int *dev)
         if (ctx->refcount <= 0)
             rc = CUDA_ERROR_INVALID_CONTEXT; /* released primary context */
         d = ctx->dev;
-    } else if (sim_map_get(&g_created, (uint64_t)(uintptr_t)ctx) == ctx) {
+    } else if (ptr_map_get(&g_created, (uint64_t)(uintptr_t)ctx) == ctx) {
         if (ctx->destroyed)
             rc = CUDA_ERROR_CONTEXT_IS_DESTROYED;
         d = ctx->dev;
@@ -175,7 +175,7 @@ static CUresult ctx_create(CUcontext *pctx, unsigned int flags, CUdevice dev)
     c->refcount = 1;
     c->flags = flags;
     pthread_mutex_lock(&g_ctx_mu);
-    int prc = sim_map_put(&g_created, (uint64_t)(uintptr_t)c, c);
+    int prc = ptr_map_put(&g_created, (uint64_t)(uintptr_t)c, c);
     pthread_mutex_unlock(&g_ctx_mu);
     if (prc != 0) {
         free(c);
@@ -220,7 +220,7 @@ SIM_EXPORT CUresult cuCtxDestroy_v2(CUcontext ctx)
         return rc;
     int dev;
     pthread_mutex_lock(&g_ctx_mu);
-    struct CUctx_st *c = sim_map_get(&g_created, (uint64_t)(uintptr_t)ctx);
+    struct CUctx_st *c = ptr_map_get(&g_created, (uint64_t)(uintptr_t)ctx);
     if (c == NULL || c->destroyed)
         rc = CUDA_ERROR_INVALID_CONTEXT;
     else

@@ -3,14 +3,14 @@
 
 #include "sim_cuda.h"
 
-static struct sim_map g_events = SIM_MAP_INIT;
+static struct ptr_map g_events = PTR_MAP_INIT;
 
 CUresult sim_event_check(CUevent ev)
 {
     CUresult rc = sim_require_init();
     if (rc != CUDA_SUCCESS)
         return rc;
-    return (ev != NULL && sim_map_get(&g_events, (uint64_t)(uintptr_t)ev) == ev) ? CUDA_SUCCESS
+    return (ev != NULL && ptr_map_get(&g_events, (uint64_t)(uintptr_t)ev) == ev) ? CUDA_SUCCESS
                                                                                     : CUDA_ERROR_INVALID_HANDLE;
 }
 
@@ -27,7 +27,7 @@ SIM_EXPORT CUresult cuEventCreate(CUevent *phEvent, unsigned int Flags)
         return CUDA_ERROR_OUT_OF_MEMORY;
     ev->magic = SIM_MAGIC_EVENT;
     ev->flags = Flags;
-    if (sim_map_put(&g_events, (uint64_t)(uintptr_t)ev, ev) != 0) {
+    if (ptr_map_put(&g_events, (uint64_t)(uintptr_t)ev, ev) != 0) {
         free(ev);
         return CUDA_ERROR_OUT_OF_MEMORY;
     }
@@ -105,7 +105,7 @@ SIM_EXPORT CUresult cuEventDestroy_v2(CUevent hEvent)
     CUresult rc = sim_require_init();
     if (rc != CUDA_SUCCESS)
         return rc;
-    struct CUevent_st *ev = sim_map_take(&g_events, (uint64_t)(uintptr_t)hEvent);
+    struct CUevent_st *ev = ptr_map_take(&g_events, (uint64_t)(uintptr_t)hEvent);
     if (ev == NULL)
         return CUDA_ERROR_INVALID_HANDLE;
     sim_exec_destroy_event(ev);

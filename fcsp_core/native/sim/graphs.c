@@ -71,22 +71,22 @@ atomic_int g_sim_capturing;
 static pthread_mutex_t g_mu = PTHREAD_MUTEX_INITIALIZER;
 static struct CUstream_st *g_capturing; /* capturing streams, through cap_next */
 static uint64_t g_capture_seq;
-static struct sim_map g_graphs = SIM_MAP_INIT;
-static struct sim_map g_nodes = SIM_MAP_INIT;
-static struct sim_map g_execs = SIM_MAP_INIT;
+static struct ptr_map g_graphs = PTR_MAP_INIT;
+static struct ptr_map g_nodes = PTR_MAP_INIT;
+static struct ptr_map g_execs = PTR_MAP_INIT;
 static const CUgraphEdgeData g_edge_data[1]; /* every captured dependency is a plain one */
 
 /* ---- graphs and nodes (under g_mu) ---- */
 
 static struct CUgraph_st *graph_get(CUgraph h)
 {
-    struct CUgraph_st *g = h ? sim_map_get(&g_graphs, (uint64_t)(uintptr_t)h) : NULL;
+    struct CUgraph_st *g = h ? ptr_map_get(&g_graphs, (uint64_t)(uintptr_t)h) : NULL;
     return (g && g->magic == SIM_MAGIC_GRAPH) ? g : NULL;
 }
 
 static struct CUgraphNode_st *node_get(CUgraphNode h)
 {
-    struct CUgraphNode_st *nd = h ? sim_map_get(&g_nodes, (uint64_t)(uintptr_t)h) : NULL;
+    struct CUgraphNode_st *nd = h ? ptr_map_get(&g_nodes, (uint64_t)(uintptr_t)h) : NULL;
     return (nd && nd->magic == SIM_MAGIC_GNODE) ? nd : NULL;
 }
 
@@ -96,7 +96,7 @@ static struct CUgraph_st *graph_new(void)
     if (g == NULL)
         return NULL;
     g->magic = SIM_MAGIC_GRAPH;
-    if (sim_map_put(&g_graphs, (uint64_t)(uintptr_t)g, g) != 0) {
+    if (ptr_map_put(&g_graphs, (uint64_t)(uintptr_t)g, g) != 0) {
         free(g);
         return NULL;
     }
@@ -105,9 +105,9 @@ static struct CUgraph_st *graph_new(void)
 
 static void graph_free(struct CUgraph_st *g)
 {
-    sim_map_take(&g_graphs, (uint64_t)(uintptr_t)g);
+    ptr_map_take(&g_graphs, (uint64_t)(uintptr_t)g);
     for (size_t i = 0; i < g->n; i++) {
-        sim_map_take(&g_nodes, (uint64_t)(uintptr_t)g->nodes[i]);
+        ptr_map_take(&g_nodes, (uint64_t)(uintptr_t)g->nodes[i]);
         g->nodes[i]->magic = 0;
         free(g->nodes[i]);
     }
@@ -136,7 +136,7 @@ static struct CUgraphNode_st *node_add(struct CUgraph_st *g, CUgraphNodeType typ
     if (k)
         nd->kernel = *k;
     nd->dur_ns = dur_ns;
-    if (sim_map_put(&g_nodes, (uint64_t)(uintptr_t)nd, nd) != 0) {
+    if (ptr_map_put(&g_nodes, (uint64_t)(uintptr_t)nd, nd) != 0) {
         free(nd);
         return NULL;
     }
@@ -777,7 +777,7 @@ static CUresult instantiate(CUgraphExec *phGraphExec, CUgraph hGraph)
         for (size_t i = 0; rc == CUDA_SUCCESS && i < e->n; i++)
             if (e->nodes[i].type == CU_GRAPH_NODE_TYPE_MEM_ALLOC)
                 rc = sim_gmem_exec_add(&e->gmem, &e->nodes[i].mem, !freed_in(e, e->nodes[i].mem.addr));
-        if (rc == CUDA_SUCCESS && sim_map_put(&g_execs, (uint64_t)(uintptr_t)e, e) != 0)
+        if (rc == CUDA_SUCCESS && ptr_map_put(&g_execs, (uint64_t)(uintptr_t)e, e) != 0)
             rc = CUDA_ERROR_OUT_OF_MEMORY;
     }
     pthread_mutex_unlock(&g_mu);
@@ -871,7 +871,7 @@ SIM_EXPORT CUresult cuGraphExecDestroy(CUgraphExec hGraphExec)
     if (rc != CUDA_SUCCESS)
         return rc;
     pthread_mutex_lock(&g_mu);
-    struct CUgraphExec_st *e = hGraphExec ? sim_map_take(&g_execs, (uint64_t)(uintptr_t)hGraphExec) : NULL;
+    struct CUgraphExec_st *e = hGraphExec ? ptr_map_take(&g_execs, (uint64_t)(uintptr_t)hGraphExec) : NULL;
     if (e == NULL) {
         rc = CUDA_ERROR_INVALID_VALUE;
     } else {
@@ -891,7 +891,7 @@ static CUresult graph_launch(CUgraphExec hGraphExec, CUstream hStream, int pt)
     if (rc != CUDA_SUCCESS)
         return rc;
     pthread_mutex_lock(&g_mu);
-    struct CUgraphExec_st *e = hGraphExec ? sim_map_get(&g_execs, (uint64_t)(uintptr_t)hGraphExec) : NULL;
+    struct CUgraphExec_st *e = hGraphExec ? ptr_map_get(&g_execs, (uint64_t)(uintptr_t)hGraphExec) : NULL;
     if (e != NULL)
         e->refs++;
     pthread_mutex_unlock(&g_mu);

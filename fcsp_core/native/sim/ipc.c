@@ -17,14 +17,14 @@ struct ipc_handle {
 };
 _Static_assert(sizeof(struct ipc_handle) <= CU_IPC_HANDLE_SIZE, "an IPC handle holds the exporter's allocation");
 
-static struct sim_map g_opened = SIM_MAP_INIT; /* importer side: address -> struct ipc_handle */
+static struct ptr_map g_opened = PTR_MAP_INIT; /* importer side: address -> struct ipc_handle */
 
 SIM_EXPORT CUresult cuIpcGetMemHandle(CUipcMemHandle *pHandle, CUdeviceptr dptr)
 {
     CUresult rc = sim_require_init();
     if (rc != CUDA_SUCCESS)
         return rc;
-    struct sim_alloc *a = sim_map_get(&g_sim_ptrs, dptr);
+    struct sim_alloc *a = ptr_map_get(&g_sim_ptrs, dptr);
     if (pHandle == NULL || a == NULL || a->kind == SIM_ALLOC_MANAGED || a->kind == SIM_ALLOC_ASYNC)
         return CUDA_ERROR_INVALID_VALUE;
     struct ipc_handle h = {IPC_MAGIC, (int32_t)getpid(), a->dev, a->addr, a->bytes};
@@ -50,7 +50,7 @@ SIM_EXPORT CUresult cuIpcOpenMemHandle_v2(CUdeviceptr *pdptr, CUipcMemHandle han
         return CUDA_ERROR_OUT_OF_MEMORY;
     *kept = h;
     uint64_t addr = sim_va_alloc(SIM_VA_LINEAR, h.dev, h.bytes, 512);
-    if (addr == 0 || sim_map_put(&g_opened, addr, kept) != 0) {
+    if (addr == 0 || ptr_map_put(&g_opened, addr, kept) != 0) {
         free(kept);
         return CUDA_ERROR_OUT_OF_MEMORY;
     }
@@ -63,7 +63,7 @@ SIM_EXPORT CUresult cuIpcCloseMemHandle(CUdeviceptr dptr)
     CUresult rc = sim_require_init();
     if (rc != CUDA_SUCCESS)
         return rc;
-    struct ipc_handle *h = sim_map_take(&g_opened, dptr);
+    struct ipc_handle *h = ptr_map_take(&g_opened, dptr);
     if (h == NULL)
         return CUDA_ERROR_INVALID_VALUE;
     free(h);

@@ -31,9 +31,9 @@ struct CUlib_st {
     struct CUmod_st *mod;
 };
 
-static struct sim_map g_modules = SIM_MAP_INIT;
-static struct sim_map g_functions = SIM_MAP_INIT;
-static struct sim_map g_libraries = SIM_MAP_INIT;
+static struct ptr_map g_modules = PTR_MAP_INIT;
+static struct ptr_map g_functions = PTR_MAP_INIT;
+static struct ptr_map g_libraries = PTR_MAP_INIT;
 
 static int is_ident(char c)
 {
@@ -126,8 +126,8 @@ static CUresult load_image(struct CUmod_st **module, const void *image, size_t l
         return CUDA_ERROR_OUT_OF_MEMORY;
     }
     for (int i = 0; i < m->nfuncs; i++)
-        sim_map_put(&g_functions, (uint64_t)(uintptr_t)&m->funcs[i], &m->funcs[i]);
-    sim_map_put(&g_modules, (uint64_t)(uintptr_t)m, m);
+        ptr_map_put(&g_functions, (uint64_t)(uintptr_t)&m->funcs[i], &m->funcs[i]);
+    ptr_map_put(&g_modules, (uint64_t)(uintptr_t)m, m);
     *module = m;
     return CUDA_SUCCESS;
 }
@@ -186,7 +186,7 @@ SIM_EXPORT CUresult cuModuleLoad(CUmodule *module, const char *fname)
 static void module_free(struct CUmod_st *m)
 {
     for (int i = 0; i < m->nfuncs; i++)
-        sim_map_take(&g_functions, (uint64_t)(uintptr_t)&m->funcs[i]);
+        ptr_map_take(&g_functions, (uint64_t)(uintptr_t)&m->funcs[i]);
     /* Queued launches copied what they need, so the module can go now. A launch racing with the unload on
      * another thread is an application bug with the real driver too. */
     if (m->globals)
@@ -200,7 +200,7 @@ SIM_EXPORT CUresult cuModuleUnload(CUmodule hmod)
     CUresult rc = sim_require_init();
     if (rc != CUDA_SUCCESS)
         return rc;
-    struct CUmod_st *m = sim_map_take(&g_modules, (uint64_t)(uintptr_t)hmod);
+    struct CUmod_st *m = ptr_map_take(&g_modules, (uint64_t)(uintptr_t)hmod);
     if (m == NULL)
         return CUDA_ERROR_INVALID_HANDLE;
     module_free(m);
@@ -212,9 +212,9 @@ static CUresult library_made(CUlibrary *library, CUresult rc, struct CUmod_st *m
 {
     if (rc != CUDA_SUCCESS)
         return rc;
-    sim_map_take(&g_modules, (uint64_t)(uintptr_t)m); /* reached through the library only */
+    ptr_map_take(&g_modules, (uint64_t)(uintptr_t)m); /* reached through the library only */
     struct CUlib_st *l = malloc(sizeof *l);
-    if (l == NULL || sim_map_put(&g_libraries, (uint64_t)(uintptr_t)l, l) != 0) {
+    if (l == NULL || ptr_map_put(&g_libraries, (uint64_t)(uintptr_t)l, l) != 0) {
         free(l);
         module_free(m);
         return CUDA_ERROR_OUT_OF_MEMORY;
@@ -263,7 +263,7 @@ SIM_EXPORT CUresult cuLibraryUnload(CUlibrary library)
     CUresult rc = sim_require_init();
     if (rc != CUDA_SUCCESS)
         return rc;
-    struct CUlib_st *l = sim_map_take(&g_libraries, (uint64_t)(uintptr_t)library);
+    struct CUlib_st *l = ptr_map_take(&g_libraries, (uint64_t)(uintptr_t)library);
     if (l == NULL)
         return CUDA_ERROR_INVALID_HANDLE;
     module_free(l->mod);
@@ -278,7 +278,7 @@ SIM_EXPORT CUresult cuModuleGetFunction(CUfunction *hfunc, CUmodule hmod, const 
         return rc;
     if (hfunc == NULL || name == NULL)
         return CUDA_ERROR_INVALID_VALUE;
-    struct CUmod_st *m = sim_map_get(&g_modules, (uint64_t)(uintptr_t)hmod);
+    struct CUmod_st *m = ptr_map_get(&g_modules, (uint64_t)(uintptr_t)hmod);
     if (m == NULL)
         return CUDA_ERROR_INVALID_HANDLE;
     for (int i = 0; i < m->nfuncs; i++) {
@@ -295,7 +295,7 @@ CUresult sim_function_check(CUfunction f)
     CUresult rc = sim_require_init();
     if (rc != CUDA_SUCCESS)
         return rc;
-    return (f != NULL && sim_map_get(&g_functions, (uint64_t)(uintptr_t)f) == f) ? CUDA_SUCCESS
+    return (f != NULL && ptr_map_get(&g_functions, (uint64_t)(uintptr_t)f) == f) ? CUDA_SUCCESS
                                                                                   : CUDA_ERROR_INVALID_HANDLE;
 }
 

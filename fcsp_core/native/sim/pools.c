@@ -22,7 +22,7 @@ struct CUmemPoolHandle_st {
 static pthread_mutex_t g_pool_mu = PTHREAD_MUTEX_INITIALIZER; /* every pool's counters */
 static struct CUmemPoolHandle_st g_default[SIM_MAX_GPUS];
 static struct CUmemPoolHandle_st *g_current[SIM_MAX_GPUS]; /* NULL: the default pool */
-static struct sim_map g_pools = SIM_MAP_INIT; /* created pools */
+static struct ptr_map g_pools = PTR_MAP_INIT; /* created pools */
 
 static struct CUmemPoolHandle_st *default_pool(int dev)
 {
@@ -43,7 +43,7 @@ static struct CUmemPoolHandle_st *pool_check(CUmemoryPool pool)
         return NULL;
     if (pool >= &g_default[0] && pool < &g_default[SIM_MAX_GPUS])
         return pool->magic == SIM_MAGIC_POOL ? pool : NULL;
-    struct CUmemPoolHandle_st *p = sim_map_get(&g_pools, (uint64_t)(uintptr_t)pool);
+    struct CUmemPoolHandle_st *p = ptr_map_get(&g_pools, (uint64_t)(uintptr_t)pool);
     return (p && !p->destroyed) ? p : NULL;
 }
 
@@ -63,7 +63,7 @@ static void trim(struct CUmemPoolHandle_st *p, uint64_t keep)
 static void maybe_free(struct CUmemPoolHandle_st *p)
 {
     if (p->destroyed && p->used == 0 && !p->is_default) {
-        sim_map_take(&g_pools, (uint64_t)(uintptr_t)p);
+        ptr_map_take(&g_pools, (uint64_t)(uintptr_t)p);
         free(p);
     }
 }
@@ -94,7 +94,7 @@ static CUresult pool_alloc(struct CUmemPoolHandle_st *p, uint64_t bytes, CUconte
     a->kind = SIM_ALLOC_ASYNC;
     a->ctx = ctx;
     a->pool = p;
-    if (addr == 0 || sim_map_put(&g_sim_ptrs, addr, a) != 0) {
+    if (addr == 0 || ptr_map_put(&g_sim_ptrs, addr, a) != 0) {
         if (grow)
             sim_uncharge(p->dev, grow);
         free(a);
@@ -212,7 +212,7 @@ SIM_EXPORT CUresult cuMemPoolCreate(CUmemoryPool *pool, const CUmemPoolProps *po
     p->magic = SIM_MAGIC_POOL;
     p->dev = poolProps->location.id;
     p->reuse[0] = p->reuse[1] = p->reuse[2] = 1;
-    if (sim_map_put(&g_pools, (uint64_t)(uintptr_t)p, p) != 0) {
+    if (ptr_map_put(&g_pools, (uint64_t)(uintptr_t)p, p) != 0) {
         free(p);
         return CUDA_ERROR_OUT_OF_MEMORY;
     }

@@ -8,7 +8,7 @@
 
 #include "sim_config.h"
 #include "sim_exports.h"
-#include "sim_map.h"
+#include "../common/ptr_map.h"
 #include "sim_state.h"
 
 #define SIM_DRIVER_VERSION 13000
@@ -62,9 +62,9 @@ struct sim_alloc {
 };
 
 /* Device pointers (linear, pitch, managed, async) */
-extern struct sim_map g_sim_ptrs;
+extern struct ptr_map g_sim_ptrs;
 /* Arrays and mipmapped arrays, by handle */
-extern struct sim_map g_sim_arrays;
+extern struct ptr_map g_sim_arrays;
 
 /* Charges, records and returns a new allocation; *out gets the address. */
 CUresult sim_alloc_linear(int dev, CUcontext ctx, uint64_t bytes, enum sim_alloc_kind kind, int low32,

@@ -3,7 +3,7 @@
 
 #include "sim_cuda.h"
 
-static struct sim_map g_streams_by_handle = SIM_MAP_INIT;
+static struct ptr_map g_streams_by_handle = PTR_MAP_INIT;
 static pthread_mutex_t g_builtin_mu = PTHREAD_MUTEX_INITIALIZER;
 static struct CUstream_st *g_legacy[SIM_MAX_GPUS];
 static _Thread_local struct CUstream_st *t_per_thread[SIM_MAX_GPUS];
@@ -44,7 +44,7 @@ CUresult sim_stream_resolve(CUstream h, int per_thread, struct CUstream_st **out
         return builtin_stream(0, out);
     if (h == CU_STREAM_PER_THREAD)
         return builtin_stream(1, out);
-    struct CUstream_st *s = sim_map_get(&g_streams_by_handle, (uint64_t)(uintptr_t)h);
+    struct CUstream_st *s = ptr_map_get(&g_streams_by_handle, (uint64_t)(uintptr_t)h);
     if (s == NULL)
         return CUDA_ERROR_INVALID_HANDLE;
     *out = s;
@@ -63,7 +63,7 @@ SIM_EXPORT CUresult cuStreamCreateWithPriority(CUstream *phStream, unsigned int 
     struct CUstream_st *s = sim_exec_new_stream(dev, ctx, flags, priority, SIM_STREAM_CREATED);
     if (s == NULL)
         return CUDA_ERROR_OUT_OF_MEMORY;
-    if (sim_map_put(&g_streams_by_handle, (uint64_t)(uintptr_t)s, s) != 0) {
+    if (ptr_map_put(&g_streams_by_handle, (uint64_t)(uintptr_t)s, s) != 0) {
         sim_exec_destroy_stream(s);
         return CUDA_ERROR_OUT_OF_MEMORY;
     }
@@ -81,7 +81,7 @@ SIM_EXPORT CUresult cuStreamDestroy_v2(CUstream hStream)
     CUresult rc = sim_require_init();
     if (rc != CUDA_SUCCESS)
         return rc;
-    struct CUstream_st *s = sim_map_take(&g_streams_by_handle, (uint64_t)(uintptr_t)hStream);
+    struct CUstream_st *s = ptr_map_take(&g_streams_by_handle, (uint64_t)(uintptr_t)hStream);
     if (s == NULL)
         return CUDA_ERROR_INVALID_HANDLE;
     sim_capture_stream_destroyed(s);

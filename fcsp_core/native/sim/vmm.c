@@ -29,9 +29,9 @@ struct vmm_range {
 };
 
 static pthread_mutex_t g_vmm_mu = PTHREAD_MUTEX_INITIALIZER; /* released/maps of every handle */
-static struct sim_map g_handles = SIM_MAP_INIT; /* handles with a reference left */
-static struct sim_map g_reserved = SIM_MAP_INIT; /* reservations by start address */
-static struct sim_map g_mapped = SIM_MAP_INIT; /* mappings by start address */
+static struct ptr_map g_handles = PTR_MAP_INIT; /* handles with a reference left */
+static struct ptr_map g_reserved = PTR_MAP_INIT; /* reservations by start address */
+static struct ptr_map g_mapped = PTR_MAP_INIT; /* mappings by start address */
 
 static CUresult check_prop(const CUmemAllocationProp *prop)
 {
@@ -78,7 +78,7 @@ SIM_EXPORT CUresult cuMemCreate(CUmemGenericAllocationHandle *handle, size_t siz
     h->dev = dev;
     h->refs = 1;
     h->exportable = prop->requestedHandleTypes == CU_MEM_HANDLE_TYPE_POSIX_FILE_DESCRIPTOR;
-    if (h->handle == 0 || sim_map_put(&g_handles, h->handle, h) != 0) {
+    if (h->handle == 0 || ptr_map_put(&g_handles, h->handle, h) != 0) {
         sim_uncharge(dev, size);
         free(h);
         return CUDA_ERROR_OUT_OF_MEMORY;
@@ -109,8 +109,8 @@ static void maybe_free(struct vmm_handle *h)
     if (share == 0)
         sim_uncharge(h->dev, h->bytes);
     free(h);
-    if (share && sim_map_find(&g_handles, same_share, &share) == NULL &&
-        sim_map_find(&g_mapped, maps_share, &share) == NULL)
+    if (share && ptr_map_find(&g_handles, same_share, &share) == NULL &&
+        ptr_map_find(&g_mapped, maps_share, &share) == NULL)
         sim_share_drop(g_sim_sh, share, g_sim_slot);
 }
 
@@ -120,11 +120,11 @@ SIM_EXPORT CUresult cuMemRelease(CUmemGenericAllocationHandle handle)
     if (rc != CUDA_SUCCESS)
         return rc;
     pthread_mutex_lock(&g_vmm_mu);
-    struct vmm_handle *h = sim_map_get(&g_handles, handle);
+    struct vmm_handle *h = ptr_map_get(&g_handles, handle);
     if (h == NULL) {
         rc = CUDA_ERROR_INVALID_VALUE;
     } else if (--h->refs == 0) {
-        sim_map_take(&g_handles, handle);
+        ptr_map_take(&g_handles, handle);
         maybe_free(h);
     }
     pthread_mutex_unlock(&g_vmm_mu);
@@ -140,11 +140,11 @@ SIM_EXPORT CUresult cuMemRetainAllocationHandle(CUmemGenericAllocationHandle *ha
     if (handle == NULL)
         return CUDA_ERROR_INVALID_VALUE;
     pthread_mutex_lock(&g_vmm_mu);
-    struct vmm_range *m = sim_map_get(&g_mapped, (uint64_t)(uintptr_t)addr);
+    struct vmm_range *m = ptr_map_get(&g_mapped, (uint64_t)(uintptr_t)addr);
     if (m == NULL) {
         rc = CUDA_ERROR_INVALID_VALUE;
     } else {
-        if (m->h->refs++ == 0 && sim_map_put(&g_handles, m->h->handle, m->h) != 0) {
+        if (m->h->refs++ == 0 && ptr_map_put(&g_handles, m->h->handle, m->h) != 0) {
             m->h->refs--;
             rc = CUDA_ERROR_OUT_OF_MEMORY;
         }
@@ -168,7 +168,7 @@ SIM_EXPORT CUresult cuMemAddressReserve(CUdeviceptr *ptr, size_t size, size_t al
         return CUDA_ERROR_OUT_OF_MEMORY;
     r->bytes = size;
     r->addr = sim_va_alloc(SIM_VA_RESERVE, 0, size, alignment > SIM_GRANULARITY ? alignment : SIM_GRANULARITY);
-    if (r->addr == 0 || sim_map_put(&g_reserved, r->addr, r) != 0) {
+    if (r->addr == 0 || ptr_map_put(&g_reserved, r->addr, r) != 0) {
         free(r);
         return CUDA_ERROR_OUT_OF_MEMORY;
     }
@@ -181,10 +181,10 @@ SIM_EXPORT CUresult cuMemAddressFree(CUdeviceptr ptr, size_t size)
     CUresult rc = sim_require_init();
     if (rc != CUDA_SUCCESS)
         return rc;
-    struct vmm_range *r = sim_map_get(&g_reserved, ptr);
+    struct vmm_range *r = ptr_map_get(&g_reserved, ptr);
     if (r == NULL || r->bytes != size)
         return CUDA_ERROR_INVALID_VALUE;
-    if (sim_map_take(&g_reserved, ptr) != r)
+    if (ptr_map_take(&g_reserved, ptr) != r)
         return CUDA_ERROR_INVALID_VALUE;
     free(r);
     return CUDA_SUCCESS;
@@ -213,7 +213,7 @@ static int overlaps(uint64_t key, void *val, void *arg)
 int sim_vmm_contains(uint64_t addr, uint64_t len)
 {
     struct range_query q = {addr, len};
-    return sim_map_find(&g_mapped, covers, &q) != NULL;
+    return ptr_map_find(&g_mapped, covers, &q) != NULL;
 }
 
 SIM_EXPORT CUresult cuMemMap(CUdeviceptr ptr, size_t size, size_t offset, CUmemGenericAllocationHandle handle,
@@ -224,20 +224,20 @@ SIM_EXPORT CUresult cuMemMap(CUdeviceptr ptr, size_t size, size_t offset, CUmemG
         return rc;
     struct range_query q = {ptr, size};
     if (size == 0 || size % SIM_GRANULARITY != 0 || offset != 0 || flags != 0 ||
-        sim_map_find(&g_reserved, covers, &q) == NULL)
+        ptr_map_find(&g_reserved, covers, &q) == NULL)
         return CUDA_ERROR_INVALID_VALUE;
     struct vmm_range *m = calloc(1, sizeof *m);
     if (m == NULL)
         return CUDA_ERROR_OUT_OF_MEMORY;
     pthread_mutex_lock(&g_vmm_mu);
-    struct vmm_handle *h = sim_map_get(&g_handles, handle);
-    if (h == NULL || size > h->bytes || sim_map_find(&g_mapped, overlaps, &q) != NULL) {
+    struct vmm_handle *h = ptr_map_get(&g_handles, handle);
+    if (h == NULL || size > h->bytes || ptr_map_find(&g_mapped, overlaps, &q) != NULL) {
         rc = CUDA_ERROR_INVALID_VALUE;
     } else {
         m->addr = ptr;
         m->bytes = size;
         m->h = h;
-        if (sim_map_put(&g_mapped, ptr, m) != 0)
+        if (ptr_map_put(&g_mapped, ptr, m) != 0)
             rc = CUDA_ERROR_OUT_OF_MEMORY;
         else
             h->maps++;
@@ -254,11 +254,11 @@ SIM_EXPORT CUresult cuMemUnmap(CUdeviceptr ptr, size_t size)
     if (rc != CUDA_SUCCESS)
         return rc;
     pthread_mutex_lock(&g_vmm_mu);
-    struct vmm_range *m = sim_map_get(&g_mapped, ptr);
+    struct vmm_range *m = ptr_map_get(&g_mapped, ptr);
     if (m == NULL || m->bytes != size) {
         rc = CUDA_ERROR_INVALID_VALUE;
     } else {
-        sim_map_take(&g_mapped, ptr);
+        ptr_map_take(&g_mapped, ptr);
         m->h->maps--;
         maybe_free(m->h);
         free(m);
@@ -299,7 +299,7 @@ SIM_EXPORT CUresult cuMemExportToShareableHandle(void *shareableHandle, CUmemGen
     if (shareableHandle == NULL || flags != 0 || handleType != CU_MEM_HANDLE_TYPE_POSIX_FILE_DESCRIPTOR)
         return CUDA_ERROR_INVALID_VALUE;
     pthread_mutex_lock(&g_vmm_mu);
-    struct vmm_handle *h = sim_map_get(&g_handles, handle);
+    struct vmm_handle *h = ptr_map_get(&g_handles, handle);
     int fd = -1;
     if (h == NULL || (!h->exportable && h->share == 0)) {
         rc = CUDA_ERROR_INVALID_VALUE; /* not created for this handle type */
@@ -337,7 +337,7 @@ SIM_EXPORT CUresult cuMemImportFromShareableHandle(CUmemGenericAllocationHandle 
     h->exportable = 1;
     h->handle = sim_va_alloc(SIM_VA_HANDLE, 0, 16, 16);
     pthread_mutex_lock(&g_vmm_mu);
-    if (h->handle == 0 || sim_map_put(&g_handles, h->handle, h) != 0) {
+    if (h->handle == 0 || ptr_map_put(&g_handles, h->handle, h) != 0) {
         h->refs = 0;
         maybe_free(h); /* gives the hold back unless another handle of this process names the share */
         rc = CUDA_ERROR_OUT_OF_MEMORY;

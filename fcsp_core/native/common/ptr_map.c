@@ -1,4 +1,4 @@
-#include "sim_map.h"
+#include "ptr_map.h"
 
 #include <stdlib.h>
 
@@ -10,7 +10,7 @@ static size_t slot_of(uint64_t key, size_t mask)
     return (size_t)key & mask;
 }
 
-static int grow(struct sim_map *m)
+static int grow(struct ptr_map *m)
 {
     size_t ncap = m->cap ? m->cap * 2 : 64;
     uint64_t *nk = calloc(ncap, sizeof *nk);
@@ -38,7 +38,7 @@ static int grow(struct sim_map *m)
 }
 
 /* Index of key, or (size_t)-1. Caller holds mu. */
-static size_t lookup(const struct sim_map *m, uint64_t key)
+static size_t lookup(const struct ptr_map *m, uint64_t key)
 {
     if (m->cap == 0)
         return (size_t)-1;
@@ -51,7 +51,7 @@ static size_t lookup(const struct sim_map *m, uint64_t key)
     }
 }
 
-int sim_map_put(struct sim_map *m, uint64_t key, void *val)
+int ptr_map_put(struct ptr_map *m, uint64_t key, void *val)
 {
     int rc = -1;
     pthread_mutex_lock(&m->mu);
@@ -68,7 +68,7 @@ int sim_map_put(struct sim_map *m, uint64_t key, void *val)
     return rc;
 }
 
-void *sim_map_get(struct sim_map *m, uint64_t key)
+void *ptr_map_get(struct ptr_map *m, uint64_t key)
 {
     pthread_mutex_lock(&m->mu);
     size_t i = lookup(m, key);
@@ -77,7 +77,7 @@ void *sim_map_get(struct sim_map *m, uint64_t key)
     return v;
 }
 
-void *sim_map_take(struct sim_map *m, uint64_t key)
+void *ptr_map_take(struct ptr_map *m, uint64_t key)
 {
     pthread_mutex_lock(&m->mu);
     size_t i = lookup(m, key);
@@ -106,7 +106,7 @@ void *sim_map_take(struct sim_map *m, uint64_t key)
     return v;
 }
 
-void *sim_map_find(struct sim_map *m, int (*fn)(uint64_t key, void *val, void *arg), void *arg)
+void *ptr_map_find(struct ptr_map *m, int (*fn)(uint64_t key, void *val, void *arg), void *arg)
 {
     void *found = NULL;
     pthread_mutex_lock(&m->mu);
