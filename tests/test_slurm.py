@@ -422,24 +422,29 @@ def test_shards_become_caps(slurm: Slurm) -> None:
         assert _probe_rows(lowered.stdout, "init")[0]["total_bytes"] == str(cap), (opts, lowered.stdout)
 
 
+def _step_policies(cluster: Slurm, expect: int, timeout: float = 30.0) -> list[PolicyEntry]:
+    """The policy entries root holds for Slurm steps, once there are expect of them (0: until earlier steps'
+    entries are gone; 1: until the running step's is there); fails after timeout."""
+    deadline = time.monotonic() + timeout
+    while True:
+        entries = [p for p in policy_list(cluster.region) if p.tenant.startswith("slurm-")]
+        if len(entries) == expect:
+            return entries
+        assert expect == 0 or len(entries) < expect, entries  # more than one step's: never waited away
+        assert time.monotonic() < deadline, entries
+        time.sleep(0.1)
+
+
 def test_shard_caps_in_the_policy_table(slurm: Slurm) -> None:
     # What root registered for the step while it runs: memory and SM share of its 2 shards (25% of GPU 0).
     slurm.wait_idle()
-    deadline = time.monotonic() + 30
-    while any(p.tenant.startswith("slurm-") for p in policy_list(slurm.region)):  # earlier steps' entries
-        assert time.monotonic() < deadline, policy_list(slurm.region)
-        time.sleep(0.2)
+    _step_policies(slurm, expect=0)  # earlier steps' entries gone
     step = subprocess.Popen(
         ["srun", "--gres=shard:2", str(slurm.native.probe), "init", "sleep", "3000"],
         env=slurm.env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
     )  # fmt: skip
     try:
-        deadline = time.monotonic() + 30
-        policies: list[PolicyEntry] = []
-        while not policies and time.monotonic() < deadline:
-            policies = [p for p in policy_list(slurm.region) if p.tenant.startswith("slurm-")]
-            time.sleep(0.2)
-        assert len(policies) == 1, policies
+        policies = _step_policies(slurm, expect=1)
         gpus = policies[0].gpus
         assert len(gpus) == 1, policies
         assert gpus[0].mem_limit_bytes == 2 * GIB and gpus[0].sm_limit_pct == 25, policies
@@ -726,21 +731,13 @@ def test_env_cannot_raise_the_cap(slurm: Slurm) -> None:
 def _step_mode(cluster: Slurm, *opts: str, env: dict[str, str] | None = None) -> tuple[str, str]:
     """(FCSP_SM_MODE as the step's task sees it, sm_mode of the policy entry root wrote for the step)."""
     cluster.wait_idle()
-    deadline = time.monotonic() + 30
-    while any(p.tenant.startswith("slurm-") for p in policy_list(cluster.region)):  # earlier steps' entries
-        assert time.monotonic() < deadline, policy_list(cluster.region)
-        time.sleep(0.2)
+    _step_policies(cluster, expect=0)  # earlier steps' entries gone
     step = subprocess.Popen(
         ["srun", "--gres=gpu:1", *opts, "sh", "-c", 'echo "mode=${FCSP_SM_MODE:-unset}"; sleep 3'],
         env=env or cluster.env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
     )  # fmt: skip
     try:
-        deadline = time.monotonic() + 30
-        entries: list[PolicyEntry] = []
-        while not entries and time.monotonic() < deadline:
-            entries = [p for p in policy_list(cluster.region) if p.tenant.startswith("slurm-")]
-            time.sleep(0.1)
-        assert len(entries) == 1, entries
+        entries = _step_policies(cluster, expect=1)
     finally:
         out, err = step.communicate(timeout=60)
     assert step.returncode == 0, (out, err)
