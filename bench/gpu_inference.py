@@ -38,6 +38,7 @@ class Bench:
         self.results: dict[str, object] = {}
         self.goals: list[tuple[str, str, str, bool]] = []
         self.n = 0
+        self.layers = args.layers
 
     def save(self) -> None:
         out = {"results": self.results, "goals": [list(g) for g in self.goals]}
@@ -112,7 +113,8 @@ class Bench:
         return out
 
     def decode(self, mode: str, share: int, rate: float = 0.0) -> tuple[list[str], dict[str, str]]:
-        a = ["decode", "--seconds", str(self.args.seconds)] + (["--rate", str(rate)] if rate else [])
+        a = ["decode", "--seconds", str(self.args.seconds), "--layers", str(self.layers)]
+        a += ["--rate", str(rate)] if rate else []
         return a, self.env(mode, share)
 
     def train(self, mode: str, share: int) -> tuple[list[str], dict[str, str]]:
@@ -148,6 +150,14 @@ def main() -> int:
     ap.add_argument("--out", required=True)
     ap.add_argument("--seconds", type=float, default=4.0)
     ap.add_argument("--only", default="native,timeslice,spatial,storm")
+    ap.add_argument(
+        "--decode-ms",
+        type=float,
+        default=1.57,
+        help="native step time the decode tenant is sized to (layers chosen from a 16-layer run); "
+        "the issue's figures were taken with a 1.57 ms step, 8 tenants at 60 steps/s then load the GPU ~75%%",
+    )
+    ap.add_argument("--layers", type=int, default=0, help="decoder layers per step (0: from --decode-ms)")
     args = ap.parse_args()
     Path(args.out).mkdir(parents=True, exist_ok=True)
     b = Bench(args)
@@ -162,10 +172,25 @@ def main() -> int:
             fig = f"{res['steps_per_s']:.0f} steps/s, p50 {res['p50_ms']:.2f} ms, p99 {res['p99_ms']:.2f} ms"
         else:
             fig = f"{res.get('matmuls_per_s', 0):.1f} matmuls/s"
+            if "kernel_ms_p50" in res:
+                ks = "/".join(f"{res[k]:.2f}" for k in ("kernel_ms_p5", "kernel_ms_p50", "kernel_ms_p95"))
+                fig += f" (matmul p5/p50/p95 {ks} ms)"
         rows.append((mode, what, fig, ""))
         print(f"{mode:9} {what:40} {fig}", flush=True)
 
     # native baselines
+    if not b.layers:
+        b.layers = 16
+        cal = b.group([b.decode("native", 100)])[0]
+        if "p50_ms" not in cal:
+            print(f"calibration run failed: {cal}", flush=True)
+            return 2
+        b.layers = max(1, round(16 * args.decode_ms / float(cal["p50_ms"])))
+        print(
+            f"decode step: {b.layers} layers (16 took {cal['p50_ms']:.2f} ms; sized to {args.decode_ms} ms)",
+            flush=True,
+        )
+    r["decode layers"] = b.layers
     nat = b.group([b.decode("native", 100)])[0]
     r["native decode alone"] = nat
     row("native", "decode alone", nat)
@@ -243,6 +268,8 @@ def main() -> int:
                 float(x.get("matmuls_per_s", 0) or 0) / train_rate * 100 if train_rate else 0 for x in pair
             ]
             rows.append((mode, "two trainers 30/70", f"{shares[0]:.1f}% / {shares[1]:.1f}% of alone", ""))
+            row(mode, "trainer @30 beside trainer @70", pair[0])
+            row(mode, "trainer @70 beside trainer @30", pair[1])
             print(f"{mode:9} two trainers 30/70: {shares[0]:.1f}% / {shares[1]:.1f}%", flush=True)
             b.goal(
                 f"{mode} trainers 30/70",
