@@ -69,3 +69,31 @@ def test_many_capped_tenants_capture_at_once(native, sim_env):
         out, err = p.communicate(timeout=180)
         assert p.returncode == 0, out + err
         assert "failed=0" in out
+
+
+def test_capture_into_an_existing_graph(sim_env, run_probe, parse_probe):
+    """cuStreamBeginCaptureToGraph (CUDA 12.3) captures into the caller's graph, and cuStreamEndCapture hands
+    that same graph back, ready to instantiate and launch."""
+    rows = parse_probe(
+        run_probe(sim_env(preload=False, **SIM), "init", "graphto", "noop", "1", "32", "8", "2").stdout
+    )
+    got = next(r for r in rows if r["cmd"] == "graphto")
+    assert got["status"] == "ok", got
+    assert got["kernels"] == "8" and got["same_graph"] == "1", got
+
+
+@pytest.mark.parametrize("begin", ["graph", "graphto"])
+def test_launches_into_a_capture_are_not_throttled(sim_env, run_probe, parse_probe, begin):
+    """At a 10% cap, 50 captured one-wave kernels (1 ms each) would book 500 ms of the tenant's time if they
+    were charged when captured; they are charged when the graph runs. Whichever call opened the capture
+    (cuStreamBeginCapture, or cuStreamBeginCaptureToGraph, which fcsp did not hook before), capturing waits
+    for nothing."""
+    env = sim_env(FCSP_TENANT="cap", FCSP_SM_LIMIT="10", mem="8G", kernel_us="spin=1000,default=5")
+    kernel = ("spin", "1056", "256")  # one wave of the 132 simulated SMs
+    rows = parse_probe(run_probe(env, "init", "launch", *kernel, "1", begin, *kernel, "50", "0").stdout)
+    got = next(r for r in rows if r["cmd"] == begin)
+    assert got["status"] == "ok", got
+    assert got["kernels"] == "50"
+    assert float(got["capture_ms"]) < 200, (
+        f"the capture waited {got['capture_ms']} ms: captured launches were throttled"
+    )

@@ -178,6 +178,14 @@
       (CUstream hStream, CUstreamCaptureMode mode), (hStream, mode))                                                \
     X(cuStreamBeginCapture_v2_ptsz, cuStreamBeginCapture, 10010, _ptsz, CUresult,                                   \
       (CUstream hStream, CUstreamCaptureMode mode), (hStream, mode))                                                \
+    X(cuStreamBeginCaptureToGraph, cuStreamBeginCaptureToGraph, 12030, FCSP_NO_VARIANT, CUresult,                \
+      (CUstream hStream, CUgraph hGraph, const CUgraphNode *dependencies, const CUgraphEdgeData *dependencyData,    \
+       size_t numDependencies, CUstreamCaptureMode mode),                                                           \
+      (hStream, hGraph, dependencies, dependencyData, numDependencies, mode))                                       \
+    X(cuStreamBeginCaptureToGraph_ptsz, cuStreamBeginCaptureToGraph, 12030, _ptsz, CUresult,                        \
+      (CUstream hStream, CUgraph hGraph, const CUgraphNode *dependencies, const CUgraphEdgeData *dependencyData,    \
+       size_t numDependencies, CUstreamCaptureMode mode),                                                           \
+      (hStream, hGraph, dependencies, dependencyData, numDependencies, mode))                                       \
     X(cuStreamEndCapture, cuStreamEndCapture, 10000, FCSP_NO_VARIANT, CUresult, (CUstream hStream, CUgraph * phGraph), \
       (hStream, phGraph))                                                                                           \
     X(cuStreamEndCapture_ptsz, cuStreamEndCapture, 10000, _ptsz, CUresult, (CUstream hStream, CUgraph * phGraph),   \

@@ -210,6 +210,29 @@ FCSP_EXPORT CUresult cuStreamBeginCapture_v2_ptsz(CUstream hStream, CUstreamCapt
     return capture_begun(real(hStream, mode));
 }
 
+FCSP_EXPORT CUresult cuStreamBeginCaptureToGraph(CUstream hStream, CUgraph hGraph, const CUgraphNode *dependencies,
+                                                 const CUgraphEdgeData *dependencyData, size_t numDependencies,
+                                                 CUstreamCaptureMode mode)
+{
+    fcsp_pfn_cuStreamBeginCaptureToGraph real = FCSP_REAL(cuStreamBeginCaptureToGraph);
+    if (!real)
+        return CUDA_ERROR_NOT_FOUND;
+    fcsp_capture_begun();
+    return capture_begun(real(hStream, hGraph, dependencies, dependencyData, numDependencies, mode));
+}
+
+FCSP_EXPORT CUresult cuStreamBeginCaptureToGraph_ptsz(CUstream hStream, CUgraph hGraph,
+                                                      const CUgraphNode *dependencies,
+                                                      const CUgraphEdgeData *dependencyData, size_t numDependencies,
+                                                      CUstreamCaptureMode mode)
+{
+    fcsp_pfn_cuStreamBeginCaptureToGraph_ptsz real = FCSP_REAL(cuStreamBeginCaptureToGraph_ptsz);
+    if (!real)
+        return CUDA_ERROR_NOT_FOUND;
+    fcsp_capture_begun();
+    return capture_begun(real(hStream, hGraph, dependencies, dependencyData, numDependencies, mode));
+}
+
 FCSP_EXPORT CUresult cuStreamEndCapture(CUstream hStream, CUgraph *phGraph)
 {
     fcsp_pfn_cuStreamEndCapture real = FCSP_REAL(cuStreamEndCapture);

@@ -6,7 +6,8 @@
  * launches and copies themselves would be queued (sim_kernel_enqueue, sim_exec_enqueue), so a graph's kernels
  * take the same time and share the SM timeline with every other process's work in the same way.
  *
- * Capture: cuStreamBeginCapture on a created or a per-thread default stream (the legacy stream cannot capture).
+ * Capture: cuStreamBeginCapture on a created or a per-thread default stream (the legacy stream cannot capture), or
+ * cuStreamBeginCaptureToGraph into an existing graph (cuStreamEndCapture then hands back that graph).
  * While a stream captures, kernel launches, asynchronous copies and sets and graph launches on it are recorded
  * into the capture graph and cost no simulated time; event records and event waits are accepted and record
  * nothing; synchronising with it (cuStreamSynchronize, cuStreamQuery, a synchronous copy) fails with
@@ -309,7 +310,24 @@ SIM_EXPORT CUresult cuThreadExchangeStreamCaptureMode(CUstreamCaptureMode *mode)
 
 /* ---- capture entry points ---- */
 
-static CUresult begin_capture(CUstream h, CUstreamCaptureMode mode, int pt)
+/* Whether each of the n nodes deps belongs to g (the dependencies of a capture into an existing graph). */
+static int nodes_of(struct CUgraph_st *g, const CUgraphNode *deps, size_t n)
+{
+    if (n && deps == NULL)
+        return 0;
+    for (size_t i = 0; i < n; i++) {
+        struct CUgraphNode_st *nd = node_get(deps[i]);
+        if (nd == NULL || nd->graph != g)
+            return 0;
+    }
+    return 1;
+}
+
+/* Begin a capture on h: into a new graph (into = NULL), or after the ndeps nodes deps of the user's graph into
+ * (cuStreamBeginCaptureToGraph; the captured nodes run after every node already there, as all of a graph's
+ * nodes run in order here, and cuStreamGetCaptureInfo reports the last dependency given). */
+static CUresult begin_capture(CUstream h, CUstreamCaptureMode mode, int pt, CUgraph into, const CUgraphNode *deps,
+                              size_t ndeps)
 {
     struct CUstream_st *s;
     CUresult rc = sim_stream_resolve(h, pt, &s);
@@ -323,16 +341,23 @@ static CUresult begin_capture(CUstream h, CUstreamCaptureMode mode, int pt)
     struct CUgraph_st *g = NULL;
     if (s->cap_graph != NULL)
         rc = CUDA_ERROR_ILLEGAL_STATE;
-    else if ((g = graph_new()) == NULL)
+    else if (into != NULL && ((g = graph_get(into)) == NULL || !nodes_of(g, deps, ndeps)))
+        rc = CUDA_ERROR_INVALID_VALUE;
+    else if (into != NULL && g->capturing != NULL)
+        rc = CUDA_ERROR_ILLEGAL_STATE; /* one capture into a graph at a time */
+    else if (into == NULL && (g = graph_new()) == NULL)
         rc = CUDA_ERROR_OUT_OF_MEMORY;
     if (rc == CUDA_SUCCESS) {
         g->capturing = s;
         s->cap_graph = g;
+        s->cap_into_user_graph = into != NULL;
         s->cap_status = CU_STREAM_CAPTURE_STATUS_ACTIVE;
         s->cap_mode = mode;
         s->cap_thread = pthread_self();
         s->cap_id = ++g_capture_seq;
-        s->cap_ndeps = 0;
+        s->cap_ndeps = ndeps ? 1 : 0;
+        if (ndeps)
+            s->cap_deps[0] = deps[ndeps - 1];
         s->cap_next = g_capturing;
         g_capturing = s;
         /* relaxed: a hint (see sim_capture); the capture state itself is published by g_mu */
@@ -344,23 +369,45 @@ static CUresult begin_capture(CUstream h, CUstreamCaptureMode mode, int pt)
 
 SIM_EXPORT CUresult cuStreamBeginCapture_v2(CUstream hStream, CUstreamCaptureMode mode)
 {
-    return begin_capture(hStream, mode, 0);
+    return begin_capture(hStream, mode, 0, NULL, NULL, 0);
 }
 
 SIM_EXPORT CUresult cuStreamBeginCapture_v2_ptsz(CUstream hStream, CUstreamCaptureMode mode)
 {
-    return begin_capture(hStream, mode, 1);
+    return begin_capture(hStream, mode, 1, NULL, NULL, 0);
 }
 
 /* The CUDA 10.0 form, before capture modes: global. */
 SIM_EXPORT CUresult cuStreamBeginCapture(CUstream hStream)
 {
-    return begin_capture(hStream, CU_STREAM_CAPTURE_MODE_GLOBAL, 0);
+    return begin_capture(hStream, CU_STREAM_CAPTURE_MODE_GLOBAL, 0, NULL, NULL, 0);
 }
 
 SIM_EXPORT CUresult cuStreamBeginCapture_ptsz(CUstream hStream)
 {
-    return begin_capture(hStream, CU_STREAM_CAPTURE_MODE_GLOBAL, 1);
+    return begin_capture(hStream, CU_STREAM_CAPTURE_MODE_GLOBAL, 1, NULL, NULL, 0);
+}
+
+/* CUDA 12.3: capture into the user's graph. Edge data is accepted and not modelled (every edge is plain). */
+SIM_EXPORT CUresult cuStreamBeginCaptureToGraph(CUstream hStream, CUgraph hGraph, const CUgraphNode *dependencies,
+                                                const CUgraphEdgeData *dependencyData, size_t numDependencies,
+                                                CUstreamCaptureMode mode)
+{
+    (void)dependencyData;
+    if (hGraph == NULL)
+        return CUDA_ERROR_INVALID_VALUE;
+    return begin_capture(hStream, mode, 0, hGraph, dependencies, numDependencies);
+}
+
+SIM_EXPORT CUresult cuStreamBeginCaptureToGraph_ptsz(CUstream hStream, CUgraph hGraph,
+                                                     const CUgraphNode *dependencies,
+                                                     const CUgraphEdgeData *dependencyData, size_t numDependencies,
+                                                     CUstreamCaptureMode mode)
+{
+    (void)dependencyData;
+    if (hGraph == NULL)
+        return CUDA_ERROR_INVALID_VALUE;
+    return begin_capture(hStream, mode, 1, hGraph, dependencies, numDependencies);
 }
 
 static CUresult end_capture(CUstream h, CUgraph *phGraph, int pt)
@@ -379,10 +426,12 @@ static CUresult end_capture(CUstream h, CUgraph *phGraph, int pt)
         rc = CUDA_ERROR_STREAM_CAPTURE_WRONG_THREAD;
     } else {
         int invalidated = s->cap_status == CU_STREAM_CAPTURE_STATUS_INVALIDATED;
+        int users = s->cap_into_user_graph;
         capture_unlink(s);
         g->capturing = NULL;
         if (invalidated) {
-            graph_free(g);
+            if (!users) /* the user's own graph stays theirs to destroy (not measured on a real driver) */
+                graph_free(g);
             *phGraph = NULL;
             rc = CUDA_ERROR_STREAM_CAPTURE_INVALIDATED;
         } else {

@@ -109,6 +109,7 @@ struct CUstream_st {
     CUstreamCaptureMode cap_mode;
     pthread_t cap_thread; /* the thread that began the capture */
     uint64_t cap_id;
+    int cap_into_user_graph; /* begun by cuStreamBeginCaptureToGraph */
     CUgraphNode cap_deps[1]; /* what the next captured node depends on (cuStreamGetCaptureInfo) */
     size_t cap_ndeps;
     struct CUstream_st *cap_next; /* all capturing streams */

@@ -263,6 +263,12 @@
       (CUstream hStream, CUstreamCaptureMode mode))                                                                \
     X(cuStreamBeginCapture_v2_ptsz, cuStreamBeginCapture, 10010, 1, CUresult,                                      \
       (CUstream hStream, CUstreamCaptureMode mode))                                                                \
+    X(cuStreamBeginCaptureToGraph, cuStreamBeginCaptureToGraph, 12030, 0, CUresult,                                \
+      (CUstream hStream, CUgraph hGraph, const CUgraphNode *dependencies, const CUgraphEdgeData *dependencyData,   \
+       size_t numDependencies, CUstreamCaptureMode mode))                                                          \
+    X(cuStreamBeginCaptureToGraph_ptsz, cuStreamBeginCaptureToGraph, 12030, 1, CUresult,                           \
+      (CUstream hStream, CUgraph hGraph, const CUgraphNode *dependencies, const CUgraphEdgeData *dependencyData,   \
+       size_t numDependencies, CUstreamCaptureMode mode))                                                          \
     X(cuStreamEndCapture, cuStreamEndCapture, 10000, 0, CUresult, (CUstream hStream, CUgraph * phGraph))           \
     X(cuStreamEndCapture_ptsz, cuStreamEndCapture, 10000, 1, CUresult, (CUstream hStream, CUgraph * phGraph))      \
     X(cuThreadExchangeStreamCaptureMode, cuThreadExchangeStreamCaptureMode, 10010, 0, CUresult,                    \

@@ -89,6 +89,10 @@
       (CUgraphExec *, CUgraph, CUgraphNode *, char *, size_t))                                                     \
     X(GraphLaunch, "cuGraphLaunch", "cuGraphLaunch", "cuGraphLaunch_ptsz", CUresult, (CUgraphExec, CUstream))      \
     X(GraphExecDestroy, "cuGraphExecDestroy", "cuGraphExecDestroy", NULL, CUresult, (CUgraphExec))                 \
+    X(GraphCreate, "cuGraphCreate", "cuGraphCreate", NULL, CUresult, (CUgraph *, unsigned int))                    \
+    X(StreamBeginCaptureToGraph, "cuStreamBeginCaptureToGraph", "cuStreamBeginCaptureToGraph",                    \
+      "cuStreamBeginCaptureToGraph_ptsz", CUresult,                                                                \
+      (CUstream, CUgraph, const CUgraphNode *, const CUgraphEdgeData *, size_t, CUstreamCaptureMode))              \
     X(GraphDestroy, "cuGraphDestroy", "cuGraphDestroy", NULL, CUresult, (CUgraph))
 
 #define PROBE_FIELD(field, base, sym, ptsym, ret, params) ret(*field) params;
@@ -144,7 +148,7 @@ int cmd_free_all_quiet(void);
 /* probe_launch.c, probe_stress.c, probe_info.c */
 int cmd_launch(const char *name, uint64_t blocks, uint64_t threads, uint64_t count);
 int cmd_launchloop(const char *name, uint64_t blocks, uint64_t threads, double seconds);
-int cmd_graph(const char *name, uint64_t blocks, uint64_t threads, uint64_t kernels, uint64_t count);
+int cmd_graph(const char *name, uint64_t blocks, uint64_t threads, uint64_t kernels, uint64_t count, int into_graph);
 int cmd_funcname(const char *name);
 int cmd_stress(uint64_t threads, uint64_t iters, uint64_t maxsize);
 int cmd_init(int dev);

@@ -132,19 +132,24 @@ static CUresult instantiate(CUgraphExec *exec, CUgraph graph)
     return PROBE_CALL(g_cu.GraphInstantiate, exec, graph, NULL, NULL, 0); /* CUDA before 11.4 */
 }
 
-int cmd_graph(const char *name, uint64_t blocks, uint64_t threads, uint64_t kernels, uint64_t count)
+int cmd_graph(const char *name, uint64_t blocks, uint64_t threads, uint64_t kernels, uint64_t count, int into_graph)
 {
+    const char *cmd = into_graph ? "graphto" : "graph";
     CUfunction f = NULL;
     struct timed_stream t = {0};
-    CUgraph graph = NULL;
+    CUgraph graph = NULL, mine = NULL;
     CUgraphExec exec = NULL;
     size_t nodes = 0;
     CUresult rc = get_function(name, &f);
     if (rc == CUDA_SUCCESS)
         rc = timed_stream_create(&t);
+    if (rc == CUDA_SUCCESS && into_graph)
+        rc = PROBE_CALL(g_cu.GraphCreate, &mine, 0);
     double c0 = probe_now_ms();
     if (rc == CUDA_SUCCESS)
-        rc = PROBE_CALL(g_cu.StreamBeginCapture, t.s, CU_STREAM_CAPTURE_MODE_GLOBAL);
+        rc = into_graph ? PROBE_CALL(g_cu.StreamBeginCaptureToGraph, t.s, mine, NULL, NULL, 0,
+                                     CU_STREAM_CAPTURE_MODE_GLOBAL)
+                        : PROBE_CALL(g_cu.StreamBeginCapture, t.s, CU_STREAM_CAPTURE_MODE_GLOBAL);
     if (rc == CUDA_SUCCESS) {
         for (uint64_t i = 0; rc == CUDA_SUCCESS && i < kernels; i++)
             rc = launch_one(f, blocks, threads, t.s);
@@ -152,11 +157,15 @@ int cmd_graph(const char *name, uint64_t blocks, uint64_t threads, uint64_t kern
         if (rc == CUDA_SUCCESS)
             rc = end;
     }
+    int same_graph = into_graph && graph == mine;
+    if (same_graph)
+        graph = NULL; /* one handle: destroyed once, as mine */
     double capture_ms = probe_now_ms() - c0;
+    CUgraph captured = same_graph ? mine : graph;
     if (rc == CUDA_SUCCESS)
-        rc = PROBE_CALL(g_cu.GraphGetNodes, graph, NULL, &nodes);
+        rc = PROBE_CALL(g_cu.GraphGetNodes, captured, NULL, &nodes);
     if (rc == CUDA_SUCCESS)
-        rc = instantiate(&exec, graph);
+        rc = instantiate(&exec, captured);
     double t0 = probe_now_ms();
     if (rc == CUDA_SUCCESS)
         rc = PROBE_CALL(g_cu.EventRecord, t.start, t.s);
@@ -170,13 +179,15 @@ int cmd_graph(const char *name, uint64_t blocks, uint64_t threads, uint64_t kern
         PROBE_CALL(g_cu.GraphExecDestroy, exec);
     if (graph)
         PROBE_CALL(g_cu.GraphDestroy, graph);
+    if (mine)
+        PROBE_CALL(g_cu.GraphDestroy, mine);
     timed_stream_destroy(&t);
     if (rc != CUDA_SUCCESS) {
-        probe_out("graph fail name=%s err=%s", name, probe_err(rc));
+        probe_out("%s fail name=%s err=%s", cmd, name, probe_err(rc));
         return 1;
     }
-    probe_out("graph ok name=%s kernels=%zu count=%llu elapsed_ms=%.3f wall_ms=%.3f capture_ms=%.3f", name, nodes,
-              (unsigned long long)count, ms, wall, capture_ms);
+    probe_out("%s ok name=%s kernels=%zu count=%llu elapsed_ms=%.3f wall_ms=%.3f capture_ms=%.3f same_graph=%d", cmd,
+              name, nodes, (unsigned long long)count, ms, wall, capture_ms, same_graph);
     return 0;
 }
 

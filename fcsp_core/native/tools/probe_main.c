@@ -42,6 +42,9 @@ static const char g_usage[] =
     "                          times, synchronise\n"
     "                            -> graph ok name=spin kernels=K count=N elapsed_ms=F wall_ms=F capture_ms=F\n"
     "                          (kernels: the captured graph's nodes; capture: host time of the capture)\n"
+    "  graphto NAME BLOCKS THREADS KERNELS COUNT\n"
+    "                          the same, captured with cuStreamBeginCaptureToGraph into a graph made with\n"
+    "                          cuGraphCreate -> graphto ok ... same_graph=1 (cuStreamEndCapture gave that graph back)\n"
     "  funcname NAME           cuFuncGetName of kernel NAME -> funcname ok entry=NAME name=NAME\n"
     "  sleep MS                -> sleep ok ms=N\n"
     "  stress THREADS ITERS MAXSIZE\n"
@@ -67,6 +70,7 @@ struct cmd {
     enum cmd_type type;
     const char *name;
     uint64_t a, b, c, d;
+    int into_graph; /* graphto: cuStreamBeginCaptureToGraph into a graph of our own */
     double secs;
     enum probe_kind kind;
 };
@@ -160,11 +164,14 @@ static int parse_cmd(char **argv, int argc, int *i, struct cmd *c)
         probe_parse_uint(argv[(*i)++], &c->a);
         probe_parse_uint(argv[(*i)++], &c->b);
         (*i)++;
-    } else if (strcmp(w, "graph") == 0) {
+    } else if (strcmp(w, "graph") == 0 || strcmp(w, "graphto") == 0) {
         c->type = C_GRAPH;
+        c->into_graph = w[5] == 't';
         if (*i + 5 > argc || !is_uint(argv[*i + 1]) || !is_uint(argv[*i + 2]) || !is_uint(argv[*i + 3]) ||
             !is_uint(argv[*i + 4]))
-            return usage_error("graph needs NAME BLOCKS THREADS KERNELS COUNT", NULL);
+            return usage_error(c->into_graph ? "graphto needs NAME BLOCKS THREADS KERNELS COUNT"
+                                             : "graph needs NAME BLOCKS THREADS KERNELS COUNT",
+                               NULL);
         c->name = argv[(*i)++];
         probe_parse_uint(argv[(*i)++], &c->a);
         probe_parse_uint(argv[(*i)++], &c->b);
@@ -238,7 +245,7 @@ static int run(const struct cmd *c)
     case C_DEVICE: return cmd_device();
     case C_LAUNCH: return cmd_launch(c->name, c->a, c->b, c->c);
     case C_LAUNCHLOOP: return cmd_launchloop(c->name, c->a, c->b, c->secs);
-    case C_GRAPH: return cmd_graph(c->name, c->a, c->b, c->c, c->d);
+    case C_GRAPH: return cmd_graph(c->name, c->a, c->b, c->c, c->d, c->into_graph);
     case C_FUNCNAME: return cmd_funcname(c->name);
     case C_SLEEP: return cmd_sleep(c->a);
     case C_STRESS: return cmd_stress(c->a, c->b, c->c);
