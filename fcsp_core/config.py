@@ -7,20 +7,19 @@ sm_limit_pct). Memory and SM limits are parsed by libfcsp's own parsers (one gra
 from __future__ import annotations
 
 import os
-import re
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints, model_validator
 
 from fcsp_core import _native, c_constants
 
 MAX_GPUS: int = c_constants.constants().FCSP_MAX_GPUS
 NAME_LEN: int = c_constants.constants().FCSP_NAME_LEN  # with the NUL
 UUID_LEN: int = c_constants.constants().FCSP_UUID_LEN  # with the NUL
-SIM_MAX_GPUS = 8  # the simulated driver's limits (sim/sim_config.h)
-SIM_MAX_SMS = 1024
+SIM_MAX_GPUS: int = c_constants.constants().FCSP_SIM_MAX_GPUS  # the simulated driver's limits
+SIM_MAX_SMS: int = c_constants.constants().FCSP_SIM_MAX_SMS
 
 MEM_LIMIT_ACCEPTS = (
     "bytes (8589934592), a binary unit (8G, 8192M, 1.5GiB, 512K) or a percentage of the GPU (50%)"
@@ -29,9 +28,8 @@ SIZE_ACCEPTS = "use bytes (8589934592) or a binary unit (8G, 8192M, 1.5GiB, 512K
 SM_LIMIT_ACCEPTS = "a whole percentage from 1 to 100 (40 or 40%)"
 TENANT_ACCEPTS = f"1 to {NAME_LEN - 1} printable ASCII characters, no spaces"
 
-TenantName = Annotated[
-    str, StringConstraints(pattern=r"^[\x21-\x7e]+$", min_length=1, max_length=NAME_LEN - 1)
-]
+# libfcsp's own rule (fcsp_parse_tenant); a lambda, as check_tenant_name is defined further down
+TenantName = Annotated[str, AfterValidator(lambda v: check_tenant_name(v))]
 SmPct = Annotated[int, Field(ge=1, le=100)]
 SmPctOrNone = Annotated[int, Field(ge=0, le=100)]  # 0 = no cap, as in the C structs
 GpuIndex = Annotated[int, Field(ge=0, lt=MAX_GPUS)]
@@ -211,8 +209,14 @@ def _int_var(name: str, value: str, low: int, high: int | None) -> int:
 
 
 def check_tenant_name(value: str) -> str:
-    """`value` if it is a valid tenant name, else ValueError saying what is accepted."""
-    if not re.fullmatch(r"[\x21-\x7e]+", value) or len(value) > NAME_LEN - 1:  # as libfcsp checks it
+    """`value` if it is a valid tenant name (libfcsp's own check), else ValueError saying what is accepted."""
+    nat = _native.native()
+    err = _native.err_buffer()
+    try:
+        text = value.encode("utf-8")
+    except UnicodeEncodeError:
+        text = b"\x01"  # not ASCII: refused below, with the value as given
+    if b"\0" in text or nat.lib.fcsp_parse_tenant(text, err, _native.ERR_LEN) != 0:
         raise ValueError(f"'{value}' is not a valid tenant name: use {TENANT_ACCEPTS}")
     return value
 

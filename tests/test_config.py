@@ -8,7 +8,7 @@ import os
 import pytest
 from pydantic import ValidationError
 
-from fcsp_core import __version__, _native, c_constants, paths, region
+from fcsp_core import __version__, _native, c_constants, config, paths, region
 from fcsp_core.config import (
     MAX_GPUS,
     NAME_LEN,
@@ -337,3 +337,30 @@ def test_policy_round_trip(region_dir):
 def test_version():
     """libfcsp's version is the package's (both from pyproject.toml)."""
     assert region.fcsp_version() == __version__
+
+
+@pytest.mark.parametrize(
+    "name", ["t", "slurm-12.0", "x" * (NAME_LEN - 1), "x" * NAME_LEN, "a b", "tab\there", "é", "~!"]
+)
+def test_tenant_names_python_and_libfcsp_agree(name):
+    """The config models, the CLI and libfcsp's FCSP_TENANT reader accept exactly the same names: one rule,
+    C's fcsp_parse_tenant."""
+    try:
+        check_tenant_name(name)
+        py_ok = True
+    except ValueError:
+        py_ok = False
+    try:
+        check_env({"FCSP_TENANT": name})
+        c_ok = True
+    except EnvError:
+        c_ok = False
+    assert py_ok == c_ok, (name, py_ok, c_ok)
+    assert py_ok == (0 < len(name) < NAME_LEN and all(0x21 <= ord(ch) <= 0x7E for ch in name))
+
+
+def test_simulator_limits_come_from_c():
+    assert (config.SIM_MAX_GPUS, config.SIM_MAX_SMS) == (
+        c_constants.constants().FCSP_SIM_MAX_GPUS,
+        c_constants.constants().FCSP_SIM_MAX_SMS,
+    )

@@ -131,3 +131,16 @@ FCSP_API int fcsp_parse_sm_limit(const char *text, uint32_t *pct, char *err, siz
         *pct = (uint32_t)v;
     return FCSP_OK;
 }
+
+FCSP_API int fcsp_parse_tenant(const char *text, char *err, size_t errlen)
+{
+    size_t n = text ? strlen(text) : 0;
+    int ok = n >= 1 && n < FCSP_NAME_LEN;
+    for (size_t i = 0; ok && i < n; i++)
+        ok = (unsigned char)text[i] >= 0x21 && (unsigned char)text[i] <= 0x7e;
+    if (!ok)
+        return fcsp_err(err, errlen, FCSP_EINVAL,
+                        "'%s' is not a valid tenant name: use 1 to %d printable characters without spaces",
+                        text ? text : "", FCSP_NAME_LEN - 1);
+    return FCSP_OK;
+}

@@ -121,16 +121,12 @@ int fcsp_config_from_env(struct fcsp_config *c)
         bad = 1;
     const char *t = env_get("FCSP_TENANT");
     if (t && *t) {
-        size_t len = strlen(t);
-        int ok = len < FCSP_NAME_LEN;
-        for (size_t i = 0; ok && i < len; i++)
-            ok = t[i] > ' ' && t[i] < 0x7f;
-        if (!ok) {
-            fcsp_log(FCSP_LOG_ERROR, "FCSP_TENANT=%s: not valid: use 1 to %d printable characters without spaces", t,
-                     FCSP_NAME_LEN - 1);
+        char terr[FCSP_ERR_LEN];
+        if (fcsp_parse_tenant(t, terr, sizeof terr) != FCSP_OK) {
+            fcsp_log(FCSP_LOG_ERROR, "FCSP_TENANT=%s: %s", t, terr);
             bad = 1;
         } else {
-            memcpy(c->tenant, t, len + 1);
+            memcpy(c->tenant, t, strlen(t) + 1);
             c->tenant_from_env = 1;
         }
     }

@@ -13,8 +13,10 @@
 
 #include <stddef.h>
 
-#define SIM_MAX_GPUS 8
-#define SIM_MAX_SMS 1024
+#include "fcsp/limits.h"
+
+#define SIM_MAX_GPUS FCSP_SIM_MAX_GPUS /* with the Python side's checks, from one header */
+#define SIM_MAX_SMS FCSP_SIM_MAX_SMS
 #define SIM_MAX_KERNEL_RULES 32
 #define SIM_KERNEL_NAME_MAX 128
 #define SIM_DIR_MAX 4000

@@ -230,6 +230,8 @@ int fcsp_policy_list(const char *dir, struct fcsp_policy_in *out, int max, char 
 int fcsp_parse_mem_limit(const char *text, uint64_t *bytes, double *percent, char *err, size_t errlen);
 /* SM limit: an integer percentage 1..100, optionally followed by '%'. */
 int fcsp_parse_sm_limit(const char *text, uint32_t *pct, char *err, size_t errlen);
+/* Tenant name: 1 to FCSP_NAME_LEN - 1 printable ASCII characters, no spaces. FCSP_OK or FCSP_EINVAL. */
+int fcsp_parse_tenant(const char *text, char *err, size_t errlen);
 
 /* What libfcsp would read from envp ("NAME=value" strings, NULL-terminated) in a job: FCSP_OK, or FCSP_EINVAL with
  * the first refused value in err, in the one line the library would print ("FCSP_SM_LIMIT=150: ..."). */

@@ -10,4 +10,9 @@
 #define FCSP_NAME_LEN 64
 #define FCSP_ERR_LEN 256
 
+/* The simulated driver's limits (sim/sim_config.h; FCSP_SIM_GPUS and FCSP_SIM_SMS accept 1 to these). Not part of
+ * the region layout. */
+#define FCSP_SIM_MAX_GPUS 8
+#define FCSP_SIM_MAX_SMS 1024
+
 #endif /* FCSP_LIMITS_H */
