@@ -632,6 +632,20 @@ def test_state_file_is_private_and_checked(sim):
     assert p.returncode == 1 and "init fail" in p.stdout and len(p.stderr.strip().splitlines()) == 1
 
 
+def test_state_file_of_another_layout_is_refused(sim):
+    """A state file of the right size and magic but another build's layout (its fingerprint, the 8 bytes after
+    the magic and the size) is refused with one line, not misread."""
+    sim.run("init")
+    state = sim.state_dir / "sim-state"
+    data = bytearray(state.read_bytes())
+    data[16] ^= 0xFF
+    state.write_bytes(bytes(data))
+    p = sim.run("init", check=False)
+    assert p.returncode == 1 and "init fail" in p.stdout
+    err = p.stderr.strip().splitlines()
+    assert len(err) == 1 and "another version of the simulator" in err[0], err
+
+
 def test_private_state_without_dir(sim_build):
     sim_dir, probe = sim_build
     env = {"LD_LIBRARY_PATH": str(sim_dir), "FCSP_SIM_MEM": "2G"}

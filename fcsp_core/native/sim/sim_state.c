@@ -2,6 +2,7 @@
 #include "sim_state.h"
 
 #include <errno.h>
+#include <stddef.h>
 #include <fcntl.h>
 #include <stdio.h>
 #include <string.h>
@@ -33,10 +34,36 @@ static void init_robust(pthread_mutex_t *mu)
     pthread_mutexattr_destroy(&a);
 }
 
+#define FIELD(type, f) offsetof(struct type, f), sizeof(((struct type *)0)->f)
+
+uint64_t sim_state_layout(void)
+{
+    static const uint64_t figures[] = {
+        sizeof(struct sim_gpu), FIELD(sim_gpu, mu), FIELD(sim_gpu, uuid), FIELD(sim_gpu, total_bytes),
+        FIELD(sim_gpu, sms), FIELD(sim_gpu, live_bytes), FIELD(sim_gpu, peak_bytes), FIELD(sim_gpu, sm_free_ns),
+        sizeof(struct sim_proc), FIELD(sim_proc, pid), FIELD(sim_proc, ctx_mask), FIELD(sim_proc, start_time),
+        FIELD(sim_proc, live_bytes),
+        sizeof(struct sim_share), FIELD(sim_share, id), FIELD(sim_share, dev), FIELD(sim_share, payer),
+        FIELD(sim_share, bytes), FIELD(sim_share, holders), FIELD(sim_share, path),
+        sizeof(struct sim_shared), FIELD(sim_shared, magic), FIELD(sim_shared, size), FIELD(sim_shared, layout),
+        FIELD(sim_shared, ngpus), FIELD(sim_shared, seed), FIELD(sim_shared, procs_mu), FIELD(sim_shared, procs),
+        FIELD(sim_shared, gpu), FIELD(sim_shared, next_share_id), FIELD(sim_shared, shares),
+        SIM_MAX_PROCS, SIM_MAX_GPUS, SIM_MAX_SMS, SIM_MAX_SHARES,
+    };
+    uint64_t h = 0xcbf29ce484222325ULL; /* FNV-1a over the figures */
+    for (size_t i = 0; i < sizeof figures / sizeof figures[0]; i++)
+        for (int b = 0; b < 64; b += 8) {
+            h ^= (figures[i] >> b) & 0xff;
+            h *= 0x100000001b3ULL;
+        }
+    return h;
+}
+
 /* Fills a zeroed state from cfg. The magic is stored by the caller once everything else is in place. */
 static void init_state(struct sim_shared *sh, const struct sim_config *cfg)
 {
     sh->size = sizeof *sh;
+    sh->layout = sim_state_layout();
     sh->ngpus = (uint32_t)cfg->gpus;
     uint64_t seed = 0;
     if (getrandom(&seed, sizeof seed, 0) != (ssize_t)sizeof seed)
@@ -110,7 +137,8 @@ static struct sim_shared *map_published(int fd, const char *path, int quiet)
         }
         usleep(1000);
     }
-    if (sh->size != sizeof(struct sim_shared) || sh->ngpus < 1 || sh->ngpus > SIM_MAX_GPUS) {
+    if (sh->size != sizeof(struct sim_shared) || sh->layout != sim_state_layout() || sh->ngpus < 1 ||
+        sh->ngpus > SIM_MAX_GPUS) {
         if (!quiet)
             fprintf(stderr, "fcsp-sim: %s was written by another version of the simulator (remove it)\n", path);
         munmap(p, sizeof(struct sim_shared));

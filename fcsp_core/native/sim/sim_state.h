@@ -15,7 +15,7 @@
 
 #include "sim_config.h"
 
-#define SIM_STATE_MAGIC 0x6663737053494d31ULL /* "fcspSIM1" */
+#define SIM_STATE_MAGIC 0x6663737053494d32ULL /* "fcspSIM2": with the layout fingerprint */
 #define SIM_MAX_PROCS 512
 #define SIM_STATE_FILE "sim-state"
 
@@ -53,6 +53,7 @@ struct sim_share {
 struct sim_shared {
     _Atomic uint64_t magic; /* published last, with release */
     uint64_t size; /* sizeof(struct sim_shared) */
+    uint64_t layout; /* sim_state_layout(): a file of another layout of the same size is refused too */
     uint32_t ngpus;
     uint32_t pad;
     uint64_t seed;
@@ -62,6 +63,10 @@ struct sim_shared {
     uint64_t next_share_id; /* under procs_mu */
     struct sim_share shares[SIM_MAX_SHARES];
 };
+
+/* A fingerprint of this build's layout of struct sim_shared: every struct's size and every field's offset and
+ * size, and the table sizes. Computed, not typed, so a changed layout needs no version bump to be told apart. */
+uint64_t sim_state_layout(void);
 
 /* Maps the state of cfg (creating it if this process is the first). Returns 0, or with a message on stderr -2 if
  * FCSP_SIM_DIR is not a directory and -1 on other failures. */
