@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "common/log.h"
+#include "common/parse.h"
 #include "fcsp/fcsp_api.h"
 
 #define SIZE_HELP "use bytes (8589934592), a binary unit (8G, 8192M, 1.5GiB, 512K) or a percentage of the GPU (50%%)"
@@ -132,13 +133,20 @@ FCSP_API int fcsp_parse_sm_limit(const char *text, uint32_t *pct, char *err, siz
     return FCSP_OK;
 }
 
+int fcsp_printable_name(const char *s, size_t cap)
+{
+    size_t n = strnlen(s, cap);
+    if (n == 0 || n == cap)
+        return 0;
+    for (size_t i = 0; i < n; i++)
+        if ((unsigned char)s[i] < 0x21 || (unsigned char)s[i] > 0x7e)
+            return 0;
+    return 1;
+}
+
 FCSP_API int fcsp_parse_tenant(const char *text, char *err, size_t errlen)
 {
-    size_t n = text ? strlen(text) : 0;
-    int ok = n >= 1 && n < FCSP_NAME_LEN;
-    for (size_t i = 0; ok && i < n; i++)
-        ok = (unsigned char)text[i] >= 0x21 && (unsigned char)text[i] <= 0x7e;
-    if (!ok)
+    if (!text || !fcsp_printable_name(text, FCSP_NAME_LEN))
         return fcsp_err(err, errlen, FCSP_EINVAL,
                         "'%s' is not a valid tenant name: use 1 to %d printable characters without spaces",
                         text ? text : "", FCSP_NAME_LEN - 1);

@@ -6,6 +6,7 @@
 
 #include "common/clock.h"
 #include "common/log.h"
+#include "common/parse.h"
 #include "common/region.h"
 #include "fcsp/fcsp_api.h"
 #include "interposer/api_handle.h"
@@ -109,17 +110,6 @@ FCSP_API int fcsp_region_reap(fcsp_region_handle *h, uint64_t min_heartbeat_age_
 
 /* ---- corruption check ---- */
 
-static int printable_name(const char *s, size_t cap)
-{
-    size_t n = strnlen(s, cap);
-    if (n == 0 || n == cap)
-        return 0;
-    for (size_t i = 0; i < n; i++)
-        if ((unsigned char)s[i] < 0x21 || (unsigned char)s[i] > 0x7e)
-            return 0;
-    return 1;
-}
-
 static int check_locked(const struct fcsp_region *r, const char *path, char *err, size_t errlen)
 {
     const struct fcsp_region_header *hd = &r->header;
@@ -137,7 +127,7 @@ static int check_locked(const struct fcsp_region *r, const char *path, char *err
         uint32_t st = atomic_load_explicit(&g->state, memory_order_acquire);
         if (st > FCSP_GPU_READY)
             return fcsp_err(err, errlen, FCSP_ESTALE, "region %s is corrupt: GPU entry %d has state %u", path, i, st);
-        if (st == FCSP_GPU_READY && (!printable_name(g->uuid, sizeof g->uuid) || g->total_bytes == 0))
+        if (st == FCSP_GPU_READY && (!fcsp_printable_name(g->uuid, sizeof g->uuid) || g->total_bytes == 0))
             return fcsp_err(err, errlen, FCSP_ESTALE,
                             "region %s is corrupt: GPU entry %d has no valid UUID or memory size", path, i);
     }
@@ -151,7 +141,7 @@ static int check_locked(const struct fcsp_region *r, const char *path, char *err
             continue;
         /* relaxed: only changed under the lock, which we hold */
         uint32_t n = atomic_load_explicit(&t->nprocs, memory_order_relaxed);
-        if (!printable_name(t->name, sizeof t->name) ||
+        if (!fcsp_printable_name(t->name, sizeof t->name) ||
             (t->flags & ~(uint32_t)(FCSP_TENANT_EPHEMERAL | FCSP_TENANT_POLICY)) != 0 ||
             (n > FCSP_MAX_PROCS && n != FCSP_TENANT_CLOSING))
             return fcsp_err(err, errlen, FCSP_ESTALE,
