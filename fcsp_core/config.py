@@ -28,8 +28,21 @@ SIZE_ACCEPTS = "use bytes (8589934592) or a binary unit (8G, 8192M, 1.5GiB, 512K
 SM_LIMIT_ACCEPTS = "a whole percentage from 1 to 100 (40 or 40%)"
 TENANT_ACCEPTS = f"1 to {NAME_LEN - 1} printable ASCII characters, no spaces"
 
-# libfcsp's own rule (fcsp_parse_tenant); a lambda, as check_tenant_name is defined further down
-TenantName = Annotated[str, AfterValidator(lambda v: check_tenant_name(v))]
+
+def check_tenant_name(value: str) -> str:
+    """`value` if it is a valid tenant name (libfcsp's own check), else ValueError saying what is accepted."""
+    nat = _native.native()
+    err = _native.err_buffer()
+    try:
+        text = value.encode("utf-8")
+    except UnicodeEncodeError:
+        text = b"\x01"  # a lone surrogate: no name either, refused below with the value as given
+    if b"\0" in text or nat.lib.fcsp_parse_tenant(text, err, _native.ERR_LEN) != 0:
+        raise ValueError(f"'{value}' is not a valid tenant name: use {TENANT_ACCEPTS}")
+    return value
+
+
+TenantName = Annotated[str, AfterValidator(check_tenant_name)]  # libfcsp's own rule
 SmPct = Annotated[int, Field(ge=1, le=100)]
 SmPctOrNone = Annotated[int, Field(ge=0, le=100)]  # 0 = no cap, as in the C structs
 GpuIndex = Annotated[int, Field(ge=0, lt=MAX_GPUS)]
@@ -206,19 +219,6 @@ def _int_var(name: str, value: str, low: int, high: int | None) -> int:
     if number < low or (high is not None and number > high):
         raise EnvError(name, value, "out of range", accepts)
     return number
-
-
-def check_tenant_name(value: str) -> str:
-    """`value` if it is a valid tenant name (libfcsp's own check), else ValueError saying what is accepted."""
-    nat = _native.native()
-    err = _native.err_buffer()
-    try:
-        text = value.encode("utf-8")
-    except UnicodeEncodeError:
-        text = b"\x01"  # not ASCII: refused below, with the value as given
-    if b"\0" in text or nat.lib.fcsp_parse_tenant(text, err, _native.ERR_LEN) != 0:
-        raise ValueError(f"'{value}' is not a valid tenant name: use {TENANT_ACCEPTS}")
-    return value
 
 
 def read_sim_env(environ: Mapping[str, str] | None = None) -> SimSettings:
