@@ -181,8 +181,9 @@ static void learn(struct fcsp_fn *fn, uint64_t ns, uint64_t waves)
      * measurement (acquire) then reads this estimate */
     atomic_store_explicit(&fn->wave_ns, best, memory_order_relaxed);
     atomic_store_explicit(&fn->first_pending, 0, memory_order_release);
-    /* On the sampler thread, never on a launch: how the estimate follows the samples (bench/gpu_inference.py
-     * keeps these lines for its trainers) */
+    /* How the estimate follows the samples (bench/gpu_inference.py keeps these lines for its trainers). On the
+     * sampler thread, at debug level only: the write happens under sample_lock, so with debug on a launch that
+     * samples may wait for it */
     fcsp_log(FCSP_LOG_DEBUG, "kernel sample: fn=%p waves=%llu ns=%llu estimate_per_wave_ns=%llu", (void *)fn,
              (unsigned long long)waves, (unsigned long long)ns, (unsigned long long)best);
 }
